@@ -1,0 +1,1 @@
+"""claude-bridge: OpenAI API calls answered by the Claude Code CLI, as a mitmproxy addon."""

@@ -1,0 +1,253 @@
+"""The mitmproxy addon: answers OpenAI API requests on the bridged hosts with the Claude Code CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from mitmproxy import ctx, exceptions, http
+
+from . import backend
+from .claude.invocation import ClaudeSettings
+from .openai import sse
+from .openai.errors import OpenAIError
+from .openai.models import Model, ModelList
+from .translate.chat import completion, completion_chunks
+from .translate.model_map import ModelMap
+from .translate.request import chat_job, parse_chat_request
+from .translate.turn import TurnReport
+
+logger = logging.getLogger(__name__)
+
+MODELS_CREATED = 1_700_000_000
+
+
+@dataclass
+class BridgedFlow:
+    """A flow on its way through the backend: where it really went, and what the run reported."""
+
+    scheme: str
+    host: str
+    port: int
+    path: str
+    host_header: str | None
+    report: TurnReport
+    body: bytearray = field(default_factory=bytearray)
+
+    def restore(self, request: http.Request) -> None:
+        request.scheme, request.host, request.port, request.path = self.scheme, self.host, self.port, self.path
+        request.host_header = self.host_header
+
+    def tee(self, data: bytes) -> bytes:
+        """Keeps a copy of the streamed body so mitmweb can show the whole synthesized response."""
+        self.body += data
+        return data
+
+
+class ClaudeBridge:
+    def __init__(self) -> None:
+        self.backend = backend.Backend()
+        self.models = ModelMap.from_entries([])
+        self.settings = ClaudeSettings()
+        self.claude_version: str | None = None
+        self._flows: dict[str, BridgedFlow] = {}
+        self._running = False
+
+    def load(self, loader: Any) -> None:
+        loader.add_option("bridge_hosts", Sequence[str], ["api.openai.com"], "Hosts whose OpenAI API the bridge answers.")
+        loader.add_option(
+            "bridge_model_map",
+            Sequence[str],
+            [],
+            "Extra model-name mappings NAME=CLAUDE_MODEL over the built-in table; NAME may use * wildcards "
+            "(the longest pattern wins; * alone catches every name), and a target of * passes the name through.",
+        )
+        loader.add_option(
+            "bridge_history",
+            str,
+            "resume",
+            "How earlier turns reach Claude: resume (exact messages via a resumed CLI session) or flatten "
+            "(earlier turns as labelled text in the new message).",
+            choices=("resume", "flatten"),
+        )
+        loader.add_option("claude_bin", str, "claude", "The Claude Code CLI to run.")
+        loader.add_option(
+            "claude_max_retries",
+            int,
+            2,
+            "How often the CLI retries a failed API call (429/5xx). Kept low: clients retry with their own backoff "
+            "once they see the status, instead of waiting minutes on the CLI's default of 10.",
+        )
+        loader.add_option("claude_idle_timeout", float, 120.0, "Seconds the CLI may print nothing before the run is stopped (504).")
+        loader.add_option("claude_total_timeout", float, 900.0, "Seconds a run may take in all before it is stopped (504).")
+        loader.add_option(
+            "claude_allow_api_key",
+            bool,
+            False,
+            "Pass ANTHROPIC_API_KEY to the CLI. Off by default: with it the CLI bills the API key, not the subscription.",
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        if "bridge_model_map" in updated:
+            try:
+                self.models = ModelMap.from_entries(ctx.options.bridge_model_map)
+            except ValueError as e:
+                raise exceptions.OptionsError(str(e)) from e
+        for name in ("claude_idle_timeout", "claude_total_timeout"):
+            if name in updated and getattr(ctx.options, name) <= 0:
+                raise exceptions.OptionsError(f"{name} must be a positive number of seconds.")
+        if "claude_max_retries" in updated and ctx.options.claude_max_retries < 0:
+            raise exceptions.OptionsError("claude_max_retries must not be negative.")
+        self.settings = ClaudeSettings(
+            claude_bin=_resolve_bin(ctx.options.claude_bin),
+            max_retries=ctx.options.claude_max_retries,
+            idle_timeout=ctx.options.claude_idle_timeout,
+            total_timeout=ctx.options.claude_total_timeout,
+            allow_api_key=ctx.options.claude_allow_api_key,
+        )
+        if "claude_allow_api_key" in updated and ctx.options.claude_allow_api_key and os.environ.get("ANTHROPIC_API_KEY"):
+            logger.warning("claude_allow_api_key is on: the CLI will bill ANTHROPIC_API_KEY, not your subscription.")
+        if "claude_bin" in updated and self._running:
+            self.claude_version = None
+            asyncio.get_running_loop().create_task(self._probe_claude())
+
+    async def running(self) -> None:
+        # With the default `eager`, mitmproxy would dial the real api.openai.com before we see the request.
+        ctx.options.update(connection_strategy="lazy")
+        await self.backend.start()
+        self._running = True
+        await self._probe_claude()
+        if os.environ.get("ANTHROPIC_API_KEY") and not ctx.options.claude_allow_api_key:
+            logger.info("ANTHROPIC_API_KEY is set but withheld from the CLI, which uses your subscription login.")
+
+    async def done(self) -> None:
+        await self.backend.stop()
+
+    async def request(self, flow: http.HTTPFlow) -> None:
+        if flow.response or flow.error or flow.request.host not in ctx.options.bridge_hosts:
+            return
+        try:
+            self._route(flow)
+        except OpenAIError as e:
+            _respond(flow, e.status, e.response().model_dump(), e.headers)
+            flow.comment = f"claude-bridge: refused with {e.status}: {e.error.message}"
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        bridged = self._flows.get(flow.id)
+        if bridged is None or flow.response is None:
+            return
+        bridged.restore(flow.request)
+        flow.response.stream = bridged.tee
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        bridged = self._flows.pop(flow.id, None)
+        if bridged is None or flow.response is None:
+            return
+        flow.response.content = bytes(bridged.body)
+        flow.comment = bridged.report.summary()
+        flow.marked = ":bridge_at_night:"
+        logger.info(
+            "%s %s -> %d %s", flow.request.method, flow.request.path, flow.response.status_code, bridged.report.summary()
+        )
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        bridged = self._flows.pop(flow.id, None)
+        if bridged is None:
+            return
+        self.backend.unpark(flow.request.path)
+        bridged.restore(flow.request)
+        flow.comment = bridged.report.summary()
+
+    def _route(self, flow: http.HTTPFlow) -> None:
+        method, path = flow.request.method, flow.request.path.split("?", 1)[0].rstrip("/")
+        if path in ("/health", "/v1/health"):
+            _allow(method, "GET")
+            _respond(flow, 200, self._health())
+        elif path == "/v1/models":
+            _allow(method, "GET")
+            listed = [Model(id=name, created=MODELS_CREATED, owned_by="anthropic") for name in self.models.listed_names()]
+            _respond(flow, 200, ModelList(data=listed).model_dump())
+        elif path.startswith("/v1/models/"):
+            _allow(method, "GET")
+            name = path.removeprefix("/v1/models/")
+            self.models.resolve(name)
+            _respond(flow, 200, Model(id=name, created=MODELS_CREATED, owned_by="anthropic").model_dump())
+        elif path == "/v1/chat/completions":
+            _allow(method, "POST")
+            self._bridge_chat(flow)
+        else:
+            raise OpenAIError(
+                404,
+                f"Invalid URL ({method} {path}): claude-bridge answers /v1/chat/completions, /v1/models and /health.",
+                code="unknown_url",
+            )
+
+    def _bridge_chat(self, flow: http.HTTPFlow) -> None:
+        job = chat_job(parse_chat_request(flow.request.content or b""), self.models, ctx.options.bridge_history)
+        report = TurnReport()
+        if job.stream:
+            parked = backend.Job(
+                produce=lambda: completion_chunks(job, self.settings, report),
+                encode_event=sse.encode,
+                end_of_stream=sse.DONE,
+            )
+        else:
+            parked = backend.Job(produce=lambda: _one(completion(job, self.settings, report)))
+        request = flow.request
+        self._flows[flow.id] = BridgedFlow(
+            request.scheme, request.host, request.port, request.path, request.host_header, report
+        )
+        path = self.backend.park(parked)
+        request.scheme, request.host, request.port, request.path = "http", "127.0.0.1", self.backend.port, path
+
+    def _health(self) -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "provider": "claude-code-cli",
+            "claude": {"path": self.settings.claude_bin, "version": self.claude_version},
+            "runs_in_flight": self.backend.in_flight,
+            "timestamp": int(time.time()),
+        }
+
+    async def _probe_claude(self) -> None:
+        """Reads the CLI's version off the event loop, for /health and the start-up log."""
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                self.settings.claude_bin, "--version", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+            )
+            out, _ = await asyncio.wait_for(proc.communicate(), 30)
+        except (OSError, TimeoutError) as e:
+            logger.warning("Claude Code CLI not usable at %r (%s): requests will fail with 503.", self.settings.claude_bin, e)
+            return
+        self.claude_version = out.decode().strip().split(" ")[0] or None
+        logger.info("Claude Code CLI %s at %s", self.claude_version, self.settings.claude_bin)
+
+
+def _resolve_bin(claude_bin: str) -> str:
+    """An absolute path: runs start in their own empty directory, where a relative path means nothing."""
+    found = shutil.which(claude_bin)
+    return os.path.abspath(found) if found else claude_bin
+
+
+async def _one(answer: Any) -> Any:
+    yield await answer
+
+
+def _allow(method: str, allowed: str) -> None:
+    if method != allowed:
+        raise OpenAIError(
+            405, f"Method {method} is not allowed here; use {allowed}.", code="method_not_allowed", headers={"Allow": allowed}
+        )
+
+
+def _respond(flow: http.HTTPFlow, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+    flow.response = http.Response.make(
+        status, json.dumps(body).encode(), {"Content-Type": "application/json", **(headers or {})}
+    )

@@ -1,0 +1,176 @@
+"""In-process loopback HTTP server that writes synthesized responses while they are produced.
+
+mitmproxy sends a response an addon builds in one piece, so real token streaming needs an upstream that
+streams: the addon parks a validated request here under an unguessable id and points the flow at us.
+Only parked ids are served, so nothing else on the machine can drive the CLI through this port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+
+from pydantic import BaseModel
+
+from .openai.errors import OpenAIError
+
+logger = logging.getLogger(__name__)
+
+JOB_PATH_PREFIX = "/claude-bridge/jobs/"
+MAX_HEADER_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Job:
+    """A parked request: `produce` yields the SSE stream's items, or exactly one item for a JSON answer.
+
+    A job with `encode_event` is a stream; `end_of_stream` is written after its last item (OpenAI's `[DONE]`).
+    """
+
+    produce: Callable[[], AsyncIterator[BaseModel]]
+    encode_event: Callable[[BaseModel], bytes] | None = None
+    end_of_stream: bytes = b""
+
+
+class Backend:
+    def __init__(self) -> None:
+        self._jobs: dict[str, Job] = {}
+        self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+
+    @property
+    def port(self) -> int:
+        assert self._server, "backend not started"
+        return self._server.sockets[0].getsockname()[1]
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._connections)
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        logger.debug("backend listening on 127.0.0.1:%d", self.port)
+
+    async def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.close()
+        for task in list(self._connections):
+            task.cancel()
+        await asyncio.gather(*self._connections, return_exceptions=True)
+        self._server = None
+        self._jobs.clear()
+
+    def park(self, job: Job) -> str:
+        """The path mitmproxy must request to have this job answered."""
+        job_id = secrets.token_urlsafe(32)
+        self._jobs[job_id] = job
+        return JOB_PATH_PREFIX + job_id
+
+    def unpark(self, path: str) -> None:
+        """Forget a job whose flow never reached the backend (killed or failed before connecting)."""
+        self._jobs.pop(path.removeprefix(JOB_PATH_PREFIX), None)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task
+        self._connections.add(task)
+        try:
+            job = await self._read_request(reader)
+            if job is None:
+                await _write_head(writer, 404, {"Content-Type": "text/plain"}, b"unknown job\n")
+                return
+            await self._answer(job, reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as e:
+            logger.debug("backend connection ended: %r", e)
+        finally:
+            self._connections.discard(task)
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    async def _read_request(self, reader: asyncio.StreamReader) -> Job | None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        if len(head) > MAX_HEADER_BYTES:
+            return None
+        request_line, *header_lines = head.decode("latin-1").split("\r\n")
+        path = request_line.split(" ")[1] if request_line.count(" ") >= 2 else ""
+        length = 0
+        for line in header_lines:
+            name, _, value = line.partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value.strip())
+        # The body is the client's original request, kept on the flow for inspection; the job already holds it parsed.
+        await reader.readexactly(length)
+        if not path.startswith(JOB_PATH_PREFIX):
+            return None
+        return self._jobs.pop(path.removeprefix(JOB_PATH_PREFIX), None)
+
+    async def _answer(self, job: Job, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Run the job, cancelling it the moment mitmproxy drops the connection (the client went away)."""
+        work = asyncio.create_task(_write_job(job, writer))
+        hangup = asyncio.create_task(reader.read(1))
+        try:
+            done, _ = await asyncio.wait({work, hangup}, return_when=asyncio.FIRST_COMPLETED)
+            if work not in done:
+                logger.info("client disconnected; stopping its Claude run")
+        finally:
+            hangup.cancel()
+            work.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await work
+
+
+async def _write_job(job: Job, writer: asyncio.StreamWriter) -> None:
+    items = job.produce()
+    try:
+        if job.encode_event is None:
+            answer = await anext(items)
+            await _write_head(writer, 200, {"Content-Type": "application/json"}, answer.model_dump_json().encode())
+            return
+        first = await anext(items, None)
+        await _write_head(writer, 200, {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"})
+        if first is not None:
+            await _write_chunk(writer, job.encode_event(first))
+            try:
+                async for item in items:
+                    await _write_chunk(writer, job.encode_event(item))
+            except OpenAIError as e:
+                # Headers are sent: the error travels in the stream, and the body ends without [DONE].
+                await _write_chunk(writer, b"data: " + e.response().model_dump_json().encode() + b"\n\n")
+                await _end_body(writer)
+                return
+        await _write_chunk(writer, job.end_of_stream)
+        await _end_body(writer)
+    except OpenAIError as e:
+        # Nothing sent yet: the client gets a real HTTP status its retry logic understands.
+        headers = {"Content-Type": "application/json", **e.headers}
+        await _write_head(writer, e.status, headers, e.response().model_dump_json().encode())
+    finally:
+        await items.aclose()
+
+
+async def _write_head(writer: asyncio.StreamWriter, status: int, headers: dict[str, str], body: bytes | None = None) -> None:
+    lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    lines.append("Connection: close")
+    lines.append(f"Content-Length: {len(body)}" if body is not None else "Transfer-Encoding: chunked")
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b""))
+    await writer.drain()
+
+
+async def _write_chunk(writer: asyncio.StreamWriter, data: bytes) -> None:
+    """One HTTP/1.1 chunk, flushed at once so the token reaches the client now."""
+    if data:
+        writer.write(b"%x\r\n%s\r\n" % (len(data), data))
+        await writer.drain()
+
+
+async def _end_body(writer: asyncio.StreamWriter) -> None:
+    writer.write(b"0\r\n\r\n")
+    await writer.drain()

@@ -1,0 +1,1 @@
+"""Running the Claude Code CLI: invocation, process lifecycle and its stream-json events."""

@@ -1,0 +1,179 @@
+"""The CLI's `--output-format stream-json` lines, reduced to the events the bridge acts on.
+
+Text deltas are the hot path (one per token), so they are built straight from the decoded line;
+the rarer lines are validated with pydantic.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+logger = logging.getLogger(__name__)
+
+
+class _Line(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class Usage(_Line):
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+
+
+class SystemInit(_Line):
+    model: str
+    session_id: str
+    claude_code_version: str | None = None
+
+
+class ApiRetry(_Line):
+    attempt: int
+    max_retries: int
+    retry_delay_ms: float = 0
+    error_status: int | None = None
+    error: str | None = None
+
+
+class RateLimitInfo(_Line):
+    status: str | None = None
+    resets_at: int | None = Field(default=None, alias="resetsAt")
+
+
+class RateLimitEvent(_Line):
+    rate_limit_info: RateLimitInfo
+
+
+class ContentBlock(_Line):
+    type: str
+    text: str | None = None
+
+
+class Message(_Line):
+    id: str
+    model: str
+    content: list[ContentBlock]
+    stop_reason: str | None = None
+    usage: Usage = Usage()
+
+
+class AssistantMessage(_Line):
+    """One complete content block of a turn; the only carrier of text when the CLI fell back to non-streaming."""
+
+    message: Message
+    is_api_error_message: bool = False
+
+    @property
+    def text(self) -> str:
+        return "".join(block.text or "" for block in self.message.content if block.type == "text")
+
+
+class Result(_Line):
+    subtype: str
+    is_error: bool
+    result: str | None = None
+    stop_reason: str | None = None
+    terminal_reason: str | None = None
+    api_error_status: int | None = None
+    api_error_type: str | None = None
+    total_cost_usd: float = 0.0
+    duration_ms: int = 0
+    usage: Usage = Usage()
+    errors: list[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageStart:
+    message_id: str
+    usage: Usage
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    message_id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class MessageDelta:
+    message_id: str
+    stop_reason: str | None
+    output_tokens: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class BlocksAbandoned:
+    """The API stream failed mid-way; the CLI discards these blocks and asks again without streaming."""
+
+    message_id: str
+
+
+Event = (
+    SystemInit
+    | ApiRetry
+    | RateLimitEvent
+    | AssistantMessage
+    | Result
+    | MessageStart
+    | TextDelta
+    | MessageDelta
+    | BlocksAbandoned
+)
+
+_LINE_MODELS: dict[tuple[str, str | None], type[_Line]] = {
+    ("system", "init"): SystemInit,
+    ("system", "api_retry"): ApiRetry,
+    ("rate_limit_event", None): RateLimitEvent,
+    ("assistant", None): AssistantMessage,
+    ("result", None): Result,
+}
+
+
+class MalformedLine(ValueError):
+    """The CLI printed something that is not one of its stream-json lines."""
+
+
+def parse(line: bytes) -> Event | None:
+    """The event a stdout line carries, or None for lines the bridge has no use for."""
+    try:
+        data = json.loads(line)
+    except ValueError as e:
+        raise MalformedLine(f"not JSON: {line[:200]!r}") from e
+    if not isinstance(data, dict):
+        raise MalformedLine(f"not a JSON object: {line[:200]!r}")
+    kind = data.get("type")
+    if kind == "stream_event":
+        return _stream_event(data)
+    model = _LINE_MODELS.get((kind, data.get("subtype"))) or _LINE_MODELS.get((kind, None))
+    if model is None:
+        return None
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise MalformedLine(f"unexpected {kind} line: {e}") from e
+
+
+def _stream_event(data: dict[str, Any]) -> Event | None:
+    event = data.get("event") or {}
+    kind = event.get("type")
+    message_id = data.get("api_message_id", "")
+    if kind == "content_block_delta":
+        delta = event.get("delta") or {}
+        if delta.get("type") == "text_delta":
+            return TextDelta(message_id, delta.get("text", ""))
+        return None
+    if kind == "message_start":
+        usage = Usage.model_validate((event.get("message") or {}).get("usage") or {})
+        return MessageStart(message_id, usage)
+    if kind == "message_delta":
+        usage = event.get("usage") or {}
+        return MessageDelta(message_id, (event.get("delta") or {}).get("stop_reason"), usage.get("output_tokens"))
+    if kind == "message_stop" and "abandoned_blocks" in data:
+        return BlocksAbandoned(message_id)
+    return None

@@ -1,0 +1,68 @@
+"""What one CLI run is asked to do, and the bridge-wide settings it runs under."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# Anthropic Messages API objects, as the CLI's stream-json input and transcripts carry them.
+ContentBlock = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class HistoryMessage:
+    role: str  # "user" | "assistant"
+    content: list[ContentBlock]
+
+
+@dataclass(frozen=True)
+class ClaudeInvocation:
+    model: str
+    prompt: list[ContentBlock]
+    system_prompt: str | None = None
+    history: tuple[HistoryMessage, ...] = ()
+    max_output_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class ClaudeSettings:
+    claude_bin: str = "claude"
+    max_retries: int = 2
+    idle_timeout: float = 120.0
+    total_timeout: float = 900.0
+    interrupt_grace: float = 2.0
+    allow_api_key: bool = False
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+
+
+# No tools, no user or project settings, no MCP servers, no slash commands, nothing saved: the CLI can only answer.
+SAFE_FLAGS = (
+    "-p",
+    "--input-format", "stream-json",
+    "--output-format", "stream-json",
+    "--verbose",
+    "--include-partial-messages",
+    "--tools", "",
+    "--max-turns", "1",
+    "--setting-sources", "",
+    "--strict-mcp-config",
+    "--disable-slash-commands",
+)  # fmt: skip
+
+
+def child_env(settings: ClaudeSettings, invocation: ClaudeInvocation, base: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The bridge's environment minus what would change who pays or make the CLI refuse to run."""
+    env = {
+        key: value
+        for key, value in base.items()
+        if not key.startswith("CLAUDECODE") and (settings.allow_api_key or key != "ANTHROPIC_API_KEY")
+    }
+    env.update(settings.extra_env)
+    env["DISABLE_AUTOUPDATER"] = "1"
+    env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] = "1"
+    env["CLAUDE_CODE_MAX_RETRIES"] = str(settings.max_retries)
+    if invocation.max_output_tokens:
+        env["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] = str(invocation.max_output_tokens)
+    return env

@@ -1,0 +1,114 @@
+"""One `claude -p` child process: spawned in its own process group, always reaped."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+# stream-json lines carry whole assistant messages; the default 64 KiB reader limit is far too small.
+LINE_LIMIT = 64 * 1024 * 1024
+STDERR_TAIL_LINES = 20
+_PR_SET_PDEATHSIG = 1
+
+
+class IdleTimeout(Exception):
+    """The CLI printed nothing for longer than the idle limit."""
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: the kernel kills it if the bridge dies, even by SIGKILL."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class ClaudeProcess:
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self._proc = proc
+        self._stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
+        self._stderr_task = asyncio.create_task(self._drain_stderr())
+
+    @classmethod
+    async def spawn(cls, argv: Sequence[str], env: Mapping[str, str], cwd: Path) -> ClaudeProcess:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=cwd,
+            env=dict(env),
+            limit=LINE_LIMIT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
+        logger.debug("spawned claude pid %d", proc.pid)
+        return cls(proc)
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.returncode
+
+    @property
+    def stderr_tail(self) -> str:
+        return "\n".join(self._stderr_tail)
+
+    async def send(self, data: bytes) -> None:
+        """Write the whole input and close stdin, as `--input-format stream-json` with `-p` expects."""
+        assert self._proc.stdin
+        try:
+            self._proc.stdin.write(data)
+            await self._proc.stdin.drain()
+            self._proc.stdin.close()
+        except (BrokenPipeError, ConnectionResetError):
+            logger.debug("claude pid %d closed stdin early", self.pid)
+
+    async def lines(self, idle_timeout: float) -> AsyncIterator[bytes]:
+        """stdout lines until EOF; raises IdleTimeout when the CLI goes quiet for `idle_timeout` seconds."""
+        assert self._proc.stdout
+        while True:
+            try:
+                async with asyncio.timeout(idle_timeout):
+                    line = await self._proc.stdout.readline()
+            except TimeoutError:
+                raise IdleTimeout from None
+            if not line:
+                return
+            yield line
+
+    async def wait(self) -> int:
+        code = await self._proc.wait()
+        await self._stderr_task
+        return code
+
+    async def stop(self, grace: float) -> None:
+        """Interrupt politely (SIGINT lets the CLI end its turn), then kill the whole group; always reap."""
+        if self._proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._proc.send_signal(signal.SIGINT)
+            try:
+                async with asyncio.timeout(grace):
+                    await self._proc.wait()
+            except TimeoutError:
+                logger.debug("claude pid %d ignored SIGINT for %.1fs; killing its group", self.pid, grace)
+        # The group may hold helpers the CLI started even after the CLI itself has exited.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._proc.pid, signal.SIGKILL)
+        await asyncio.shield(self.wait())
+
+    async def _drain_stderr(self) -> None:
+        assert self._proc.stderr
+        while line := await self._proc.stderr.readline():
+            self._stderr_tail.append(line.decode(errors="replace").rstrip())

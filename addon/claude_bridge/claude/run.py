@@ -1,0 +1,116 @@
+"""One CLI run from spawn to reaping: private directory, stdin, events, watchdogs, cleanup."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import TracebackType
+
+from . import events, transcript
+from .invocation import SAFE_FLAGS, ClaudeInvocation, ClaudeSettings, child_env
+from .process import ClaudeProcess, IdleTimeout
+
+logger = logging.getLogger(__name__)
+
+
+class ClaudeNotFound(Exception):
+    pass
+
+
+class TotalTimeout(Exception):
+    pass
+
+
+class ClaudeExited(Exception):
+    """The CLI ended without its `result` line."""
+
+    def __init__(self, returncode: int | None, stderr: str) -> None:
+        super().__init__(f"exit code {returncode}: {stderr or 'no output on stderr'}")
+        self.returncode = returncode
+        self.stderr = stderr
+
+
+class ClaudeRun:
+    """Use as `async with ClaudeRun(...) as run: async for event in run.events(): ...`.
+
+    Leaving the block by any path (end, error, cancellation on client disconnect) stops the process,
+    waits for it and removes its directory, so no request leaves a `claude` process or file behind.
+    """
+
+    def __init__(self, invocation: ClaudeInvocation, settings: ClaudeSettings) -> None:
+        self.invocation = invocation
+        self.settings = settings
+        self.started = time.monotonic()
+        self._dir: Path | None = None
+        self._transcript: Path | None = None
+        self._process: ClaudeProcess | None = None
+
+    async def __aenter__(self) -> ClaudeRun:
+        self._dir = Path(tempfile.mkdtemp(prefix="claude-bridge-"))
+        try:
+            argv, env, cwd = self._prepare(self._dir)
+            try:
+                self._process = await ClaudeProcess.spawn(argv, env, cwd)
+            except (FileNotFoundError, PermissionError) as e:
+                raise ClaudeNotFound(self.settings.claude_bin) from e
+            await self._process.send(_user_line(self.invocation))
+        except BaseException:
+            await self._cleanup()
+            raise
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._cleanup()
+
+    async def events(self) -> AsyncIterator[events.Event]:
+        """Parsed stdout events until the `result` line; raises on timeouts or an exit without a result."""
+        assert self._process
+        try:
+            async with asyncio.timeout(self.settings.total_timeout):
+                async for line in self._process.lines(self.settings.idle_timeout):
+                    event = events.parse(line)
+                    if event is not None:
+                        yield event
+                    if isinstance(event, events.Result):
+                        return
+        except TimeoutError:
+            raise TotalTimeout from None
+        await self._process.wait()
+        raise ClaudeExited(self._process.returncode, self._process.stderr_tail)
+
+    def _prepare(self, run_dir: Path) -> tuple[list[str], dict[str, str], Path]:
+        inv = self.invocation
+        cwd = run_dir / "work"
+        cwd.mkdir()
+        argv = [self.settings.claude_bin, *SAFE_FLAGS, "--model", inv.model]
+        env = child_env(self.settings, inv)
+        if inv.system_prompt is not None:
+            prompt_file = run_dir / "system-prompt.txt"
+            prompt_file.write_text(inv.system_prompt, encoding="utf-8")
+            argv += ["--system-prompt-file", str(prompt_file)]
+        if inv.history:
+            self._transcript, session_id = transcript.write(inv.history, cwd=cwd, env=env)
+            argv += ["--resume", session_id]
+        argv.append("--no-session-persistence")
+        return argv, env, cwd
+
+    async def _cleanup(self) -> None:
+        if self._process is not None:
+            await self._process.stop(self.settings.interrupt_grace)
+        if self._transcript is not None:
+            transcript.remove(self._transcript)
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def _user_line(invocation: ClaudeInvocation) -> bytes:
+    message = {"type": "user", "message": {"role": "user", "content": invocation.prompt}}
+    return json.dumps(message, ensure_ascii=False).encode() + b"\n"

@@ -1,0 +1,80 @@
+"""CLI failures as OpenAI errors: the status a client's retry logic expects, the CLI's own words kept."""
+
+from __future__ import annotations
+
+import time
+
+from ..claude.events import Result
+from ..openai.errors import OpenAIError
+
+# Used when the CLI gives no reset time for a rate limit: long enough not to hammer, short enough for an SDK to wait.
+DEFAULT_RETRY_AFTER = 30
+
+_NOT_LOGGED_IN_MARKERS = ("not logged in", "/login", "invalid api key", "oauth token has expired")
+
+
+def from_result(result: Result, *, rate_limit_resets_at: int | None = None) -> OpenAIError:
+    message = (result.result or "; ".join(result.errors or ()) or "the Claude CLI reported an error").strip()
+    status = result.api_error_status
+    if status == 401 or (status is None and _looks_unauthenticated(message)):
+        return not_logged_in(message)
+    if status == 429:
+        retry_after = DEFAULT_RETRY_AFTER
+        if rate_limit_resets_at:
+            retry_after = max(1, rate_limit_resets_at - int(time.time()))
+        return OpenAIError(
+            429, message, "rate_limit_error", code="rate_limit_exceeded", headers={"Retry-After": str(retry_after)}
+        )
+    if result.terminal_reason == "prompt_too_long" or "prompt is too long" in message.lower():
+        return OpenAIError(400, message, code="context_length_exceeded", param="messages")
+    if status == 404:
+        return OpenAIError(404, message, code="model_not_found", param="model")
+    if status is not None and 400 <= status < 500:
+        # Includes Anthropic's "Third-party apps now draw from your extra usage" refusal: a client must not retry it.
+        return OpenAIError(status, message, code="claude_request_rejected")
+    if status == 529:
+        return OpenAIError(503, message, "server_error", code="claude_overloaded")
+    if status is not None and status >= 500:
+        return OpenAIError(502, message, "server_error", code="claude_api_error")
+    if "timed out" in message.lower():
+        return OpenAIError(504, message, "server_error", code="claude_api_timeout")
+    return OpenAIError(502, message, "server_error", code="claude_cli_error")
+
+
+def not_logged_in(message: str) -> OpenAIError:
+    return OpenAIError(
+        401,
+        f"{message} — the Claude CLI is not logged in to a subscription: run `claude login` (or set "
+        "CLAUDE_CODE_OAUTH_TOKEN from `claude setup-token`) on the machine running claude-bridge.",
+        "authentication_error",
+        code="claude_not_logged_in",
+    )
+
+
+def cli_missing(claude_bin: str) -> OpenAIError:
+    return OpenAIError(
+        503,
+        f"The Claude Code CLI was not found at {claude_bin!r}. Install it with "
+        "`npm install -g @anthropic-ai/claude-code` and run `claude login`, or start claude-bridge with "
+        "`--claude-bin /path/to/claude`.",
+        "server_error",
+        code="claude_cli_missing",
+    )
+
+
+def timeout(what: str, seconds: float, option: str) -> OpenAIError:
+    return OpenAIError(
+        504,
+        f"The Claude CLI {what} for {seconds:g} s and was stopped. Raise `{option}` if answers need longer.",
+        "server_error",
+        code="claude_timeout",
+    )
+
+
+def cli_failed(detail: str) -> OpenAIError:
+    return OpenAIError(502, f"The Claude CLI failed: {detail}", "server_error", code="claude_cli_error")
+
+
+def _looks_unauthenticated(message: str) -> bool:
+    lowered = message.lower()
+    return any(marker in lowered for marker in _NOT_LOGGED_IN_MARKERS)

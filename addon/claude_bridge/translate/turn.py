@@ -1,0 +1,161 @@
+"""A CLI run's events reduced to what any OpenAI wire format needs: the answer's text, then how it ended."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from ..claude import events
+from ..claude.events import Usage
+from ..claude.invocation import ClaudeInvocation, ClaudeSettings
+from ..claude.run import ClaudeExited, ClaudeNotFound, ClaudeRun, TotalTimeout
+from ..claude.process import IdleTimeout
+from ..openai.errors import OpenAIError
+from . import errors
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class TurnText:
+    text: str
+
+
+@dataclass(frozen=True)
+class TurnEnd:
+    stop_reason: str | None
+    usage: Usage
+
+
+@dataclass
+class TurnReport:
+    """What happened, for the log line and the mitmweb comment."""
+
+    claude_model: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float = 0.0
+    started: float = field(default_factory=time.monotonic)
+    first_text: float | None = None
+    finished: float | None = None
+    outcome: str = "running"
+
+    def summary(self) -> str:
+        duration = ((self.finished or time.monotonic()) - self.started) * 1000
+        ttft = f", first token {(self.first_text - self.started) * 1000:.0f} ms" if self.first_text else ""
+        return (
+            f"claude-bridge: {self.claude_model or 'claude'} {self.outcome}; "
+            f"tokens in {prompt_tokens(self.usage)} (cached {self.usage.cache_read_input_tokens}) "
+            f"out {self.usage.output_tokens}; ${self.cost_usd:.4f}; {duration:.0f} ms{ttft}"
+        )
+
+
+def prompt_tokens(usage: Usage) -> int:
+    return usage.input_tokens + usage.cache_creation_input_tokens + usage.cache_read_input_tokens
+
+
+async def turn(
+    invocation: ClaudeInvocation, settings: ClaudeSettings, report: TurnReport
+) -> AsyncIterator[TurnText | TurnEnd]:
+    """Text as it streams, then one TurnEnd; failures raise OpenAIError with the CLI's own message.
+
+    Close it with `aclose()` (or `contextlib.aclosing`) to end the run early: that stops and reaps the CLI.
+    """
+    try:
+        async with ClaudeRun(invocation, settings) as run, contextlib.aclosing(run.events()) as stream:
+            reader = _Reader(report)
+            async for event in stream:
+                if (item := reader.read(event)) is not None:
+                    yield item
+                    if isinstance(item, TurnEnd):
+                        return
+    except (ClaudeNotFound, IdleTimeout, TotalTimeout, ClaudeExited, events.MalformedLine) as e:
+        raise _failed(report, _cli_error(e, settings)) from None
+    except OpenAIError as e:
+        raise _failed(report, e)
+    except asyncio.CancelledError:
+        report.outcome = "cancelled: the client disconnected"
+        raise
+    finally:
+        report.finished = time.monotonic()
+
+
+def _cli_error(error: Exception, settings: ClaudeSettings) -> OpenAIError:
+    match error:
+        case ClaudeNotFound():
+            return errors.cli_missing(settings.claude_bin)
+        case IdleTimeout():
+            return errors.timeout("printed nothing", settings.idle_timeout, "claude_idle_timeout")
+        case TotalTimeout():
+            return errors.timeout("ran", settings.total_timeout, "claude_total_timeout")
+        case _:
+            return errors.cli_failed(str(error))
+
+
+def _failed(report: TurnReport, error: OpenAIError) -> OpenAIError:
+    report.outcome = f"failed with {error.status}: {error.error.message}"
+    logger.warning("Claude run failed with %d: %s", error.status, error.error.message)
+    return error
+
+
+class _Reader:
+    """Folds events into the report; returns the text to send, or the end of the turn."""
+
+    def __init__(self, report: TurnReport) -> None:
+        self.report = report
+        self._streamed: set[str] = set()
+        self._resets_at: int | None = None
+
+    def read(self, event: events.Event) -> TurnText | TurnEnd | None:
+        report = self.report
+        match event:
+            case events.TextDelta(message_id=message_id, text=text) if text:
+                self._streamed.add(message_id)
+                return self._text(text)
+            case events.AssistantMessage() if not event.is_api_error_message and event.message.id not in self._streamed:
+                # The CLI fell back to a non-streaming request: the whole text arrives at once.
+                self._streamed.add(event.message.id)
+                return self._text(event.text) if event.text else None
+            case events.BlocksAbandoned(message_id=message_id) if message_id in self._streamed:
+                raise OpenAIError(
+                    502,
+                    "The Claude API stream broke off after part of the answer was sent; the CLI's retry "
+                    "would repeat that text, so the answer ends here. Send the request again.",
+                    "server_error",
+                    code="claude_stream_interrupted",
+                )
+            case events.MessageStart(usage=usage):
+                report.usage = _add(report.usage, usage)
+            case events.MessageDelta(output_tokens=output_tokens) if output_tokens:
+                report.usage = report.usage.model_copy(update={"output_tokens": output_tokens})
+            case events.SystemInit(model=model):
+                report.claude_model = model
+            case events.RateLimitEvent(rate_limit_info=info):
+                self._resets_at = info.resets_at or self._resets_at
+            case events.ApiRetry():
+                logger.info(
+                    "Claude API answered %s; CLI retry %d of %d", event.error_status, event.attempt, event.max_retries
+                )
+            case events.Result():
+                report.cost_usd = event.total_cost_usd
+                if event.is_error:
+                    raise errors.from_result(event, rate_limit_resets_at=self._resets_at)
+                report.usage = event.usage
+                return TurnEnd(event.stop_reason, event.usage)
+        return None
+
+    def _text(self, text: str) -> TurnText:
+        self.report.first_text = self.report.first_text or time.monotonic()
+        return TurnText(text)
+
+
+def _add(a: Usage, b: Usage) -> Usage:
+    return Usage(
+        input_tokens=a.input_tokens + b.input_tokens,
+        output_tokens=b.output_tokens,
+        cache_creation_input_tokens=a.cache_creation_input_tokens + b.cache_creation_input_tokens,
+        cache_read_input_tokens=a.cache_read_input_tokens + b.cache_read_input_tokens,
+    )
