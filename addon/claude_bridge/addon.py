@@ -33,21 +33,34 @@ MODELS_CREATED = 1_700_000_000
 class BridgedFlow:
     """A flow on its way through the backend: where it really went, and what the run reported."""
 
-    scheme: str
-    host: str
-    port: int
-    path: str
-    host_header: str | None
+    flow: http.HTTPFlow
     report: TurnReport
+    scheme: str = ""
+    host: str = ""
+    port: int = 0
+    path: str = ""
+    host_header: str | None = None
     body: bytearray = field(default_factory=bytearray)
 
-    def restore(self, request: http.Request) -> None:
+    def __post_init__(self) -> None:
+        request = self.flow.request
+        self.scheme, self.host, self.port, self.path = request.scheme, request.host, request.port, request.path
+        self.host_header = request.host_header
+
+    def restore(self) -> None:
+        """Show the flow under the URL the client asked for, not the loopback backend's."""
+        request = self.flow.request
         request.scheme, request.host, request.port, request.path = self.scheme, self.host, self.port, self.path
         request.host_header = self.host_header
 
     def tee(self, data: bytes) -> bytes:
-        """Keeps a copy of the streamed body so mitmweb can show the whole synthesized response."""
-        self.body += data
+        """Keeps a copy of the streamed body, and labels the flow once it ends (before `response` addons save it)."""
+        if data:
+            self.body += data
+        elif self.flow.response is not None:
+            self.flow.response.content = bytes(self.body)
+            self.flow.comment = self.report.summary()
+            self.flow.marked = ":bridge_at_night:"
         return data
 
 
@@ -143,16 +156,13 @@ class ClaudeBridge:
         bridged = self._flows.get(flow.id)
         if bridged is None or flow.response is None:
             return
-        bridged.restore(flow.request)
+        bridged.restore()
         flow.response.stream = bridged.tee
 
     def response(self, flow: http.HTTPFlow) -> None:
         bridged = self._flows.pop(flow.id, None)
         if bridged is None or flow.response is None:
             return
-        flow.response.content = bytes(bridged.body)
-        flow.comment = bridged.report.summary()
-        flow.marked = ":bridge_at_night:"
         logger.info(
             "%s %s -> %d %s", flow.request.method, flow.request.path, flow.response.status_code, bridged.report.summary()
         )
@@ -162,7 +172,7 @@ class ClaudeBridge:
         if bridged is None:
             return
         self.backend.unpark(flow.request.path)
-        bridged.restore(flow.request)
+        bridged.restore()
         flow.comment = bridged.report.summary()
 
     def _route(self, flow: http.HTTPFlow) -> None:
@@ -200,12 +210,10 @@ class ClaudeBridge:
             )
         else:
             parked = backend.Job(produce=lambda: _one(completion(job, self.settings, report)))
+        self._flows[flow.id] = BridgedFlow(flow, report)
         request = flow.request
-        self._flows[flow.id] = BridgedFlow(
-            request.scheme, request.host, request.port, request.path, request.host_header, report
-        )
-        path = self.backend.park(parked)
-        request.scheme, request.host, request.port, request.path = "http", "127.0.0.1", self.backend.port, path
+        request.scheme, request.host, request.port = "http", "127.0.0.1", self.backend.port
+        request.path = self.backend.park(parked)
 
     def _health(self) -> dict[str, Any]:
         return {

@@ -49,7 +49,14 @@ SAFE_FLAGS = (
     "--setting-sources", "",
     "--strict-mcp-config",
     "--disable-slash-commands",
+    "--no-session-persistence",
+    # A resumed session must not replay a system prompt recorded earlier instead of this run's.
+    "--system-prompt-snapshot", "off",
 )  # fmt: skip
+
+# Claude 4.x models think with a budget of max_tokens - 1, at least 1024, which the API refuses when
+# max_tokens is smaller: below this limit the run goes without thinking.
+MIN_THINKING_BUDGET = 1024
 
 
 def child_env(settings: ClaudeSettings, invocation: ClaudeInvocation, base: Mapping[str, str] = os.environ) -> dict[str, str]:
@@ -65,4 +72,6 @@ def child_env(settings: ClaudeSettings, invocation: ClaudeInvocation, base: Mapp
     env["CLAUDE_CODE_MAX_RETRIES"] = str(settings.max_retries)
     if invocation.max_output_tokens:
         env["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] = str(invocation.max_output_tokens)
+        if invocation.max_output_tokens <= MIN_THINKING_BUDGET:
+            env["MAX_THINKING_TOKENS"] = "0"
     return env

@@ -48,7 +48,6 @@ class ClaudeRun:
         self.settings = settings
         self.started = time.monotonic()
         self._dir: Path | None = None
-        self._transcript: Path | None = None
         self._process: ClaudeProcess | None = None
 
     async def __aenter__(self) -> ClaudeRun:
@@ -87,26 +86,24 @@ class ClaudeRun:
         raise ClaudeExited(self._process.returncode, self._process.stderr_tail)
 
     def _prepare(self, run_dir: Path) -> tuple[list[str], dict[str, str], Path]:
+        """Files go beside the working directory, which stays empty: nothing there for the model to find."""
         inv = self.invocation
         cwd = run_dir / "work"
         cwd.mkdir()
-        argv = [self.settings.claude_bin, *SAFE_FLAGS, "--model", inv.model]
-        env = child_env(self.settings, inv)
-        if inv.system_prompt is not None:
-            prompt_file = run_dir / "system-prompt.txt"
-            prompt_file.write_text(inv.system_prompt, encoding="utf-8")
-            argv += ["--system-prompt-file", str(prompt_file)]
+        # Always a system prompt of our own (empty when the client sent none): Claude Code's default prompt
+        # describes a coding agent with tools, which is not what an OpenAI client asked for.
+        prompt_file = run_dir / "system-prompt.txt"
+        prompt_file.write_text(inv.system_prompt or "", encoding="utf-8")
+        argv = [self.settings.claude_bin, *SAFE_FLAGS, "--model", inv.model, "--system-prompt-file", str(prompt_file)]
         if inv.history:
-            self._transcript, session_id = transcript.write(inv.history, cwd=cwd, env=env)
-            argv += ["--resume", session_id]
-        argv.append("--no-session-persistence")
-        return argv, env, cwd
+            transcript_file = run_dir / "transcript.jsonl"
+            transcript.write(inv.history, transcript_file)
+            argv += ["--resume", str(transcript_file)]
+        return argv, child_env(self.settings, inv), cwd
 
     async def _cleanup(self) -> None:
         if self._process is not None:
             await self._process.stop(self.settings.interrupt_grace)
-        if self._transcript is not None:
-            transcript.remove(self._transcript)
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
 

@@ -44,14 +44,17 @@ def chat_job(request: ChatCompletionCreateParams, models: ModelMap, history_mode
                 system_parts.append(text)
             continue
         blocks = _blocks(message.content, index)
-        if blocks:
+        if not blocks:
+            continue
+        if conversation and conversation[-1].role == message.role:
+            # One turn per role change, as the API sees it; the CLI would otherwise merge or pad them its own way.
+            conversation[-1] = HistoryMessage(message.role, conversation[-1].content + blocks)
+        else:
             conversation.append(HistoryMessage(message.role, blocks))
-        elif message.role == "user":
-            raise OpenAIError(400, f"messages[{index}] has empty content.", param=f"messages[{index}].content")
     if not conversation or conversation[-1].role != "user":
         raise OpenAIError(
             400,
-            "The last message must be a user message with content: Claude Code answers a user turn and cannot "
+            "The last message must be a user message with text: Claude Code answers a user turn and cannot "
             "continue a prefilled assistant message.",
             param="messages",
         )
@@ -77,11 +80,11 @@ def chat_job(request: ChatCompletionCreateParams, models: ModelMap, history_mode
 
 
 def _blocks(content: MessageContent | None, index: int) -> list[ContentBlock]:
-    """Content as Anthropic text blocks, one per OpenAI text part; Anthropic refuses empty text blocks."""
+    """Content as Anthropic text blocks, one per OpenAI text part; blank parts are dropped (the API refuses them)."""
     if content is None:
         return []
     if isinstance(content, str):
-        return [{"type": "text", "text": content}] if content else []
+        return [{"type": "text", "text": content}] if content.strip() else []
     blocks = []
     for part_index, part in enumerate(content):
         if not isinstance(part, ChatCompletionContentPartText):
@@ -90,7 +93,7 @@ def _blocks(content: MessageContent | None, index: int) -> list[ContentBlock]:
                 f"Content parts of type {part.type!r} are not supported by claude-bridge yet; send text parts.",
                 param=f"messages[{index}].content[{part_index}]",
             )
-        if part.text:
+        if part.text.strip():
             blocks.append({"type": "text", "text": part.text})
     return blocks
 

@@ -119,18 +119,23 @@ class _Reader:
                 # The CLI fell back to a non-streaming request: the whole text arrives at once.
                 self._streamed.add(event.message.id)
                 return self._text(event.text) if event.text else None
-            case events.BlocksAbandoned(message_id=message_id) if message_id in self._streamed:
+            case events.BlocksAbandoned() | events.ApiRetry() | events.MessageStart() if self._streamed:
+                # The API call broke off after text went out; the CLI's retry would send that text again.
                 raise OpenAIError(
                     502,
-                    "The Claude API stream broke off after part of the answer was sent; the CLI's retry "
-                    "would repeat that text, so the answer ends here. Send the request again.",
+                    "The Claude API stream broke off after part of the answer was sent; a retry would repeat "
+                    "that text, so the answer ends here. Send the request again.",
                     "server_error",
                     code="claude_stream_interrupted",
                 )
             case events.MessageStart(usage=usage):
-                report.usage = _add(report.usage, usage)
-            case events.MessageDelta(output_tokens=output_tokens) if output_tokens:
-                report.usage = report.usage.model_copy(update={"output_tokens": output_tokens})
+                report.usage = usage
+            case events.MessageDelta(stop_reason=stop_reason, output_tokens=output_tokens):
+                if output_tokens:
+                    report.usage = report.usage.model_copy(update={"output_tokens": output_tokens})
+                if stop_reason == "max_tokens":
+                    # The CLI would ask the model to go on (up to 3 times); OpenAI's max_tokens means stop here.
+                    return TurnEnd("max_tokens", report.usage)
             case events.SystemInit(model=model):
                 report.claude_model = model
             case events.RateLimitEvent(rate_limit_info=info):
@@ -150,12 +155,3 @@ class _Reader:
     def _text(self, text: str) -> TurnText:
         self.report.first_text = self.report.first_text or time.monotonic()
         return TurnText(text)
-
-
-def _add(a: Usage, b: Usage) -> Usage:
-    return Usage(
-        input_tokens=a.input_tokens + b.input_tokens,
-        output_tokens=b.output_tokens,
-        cache_creation_input_tokens=a.cache_creation_input_tokens + b.cache_creation_input_tokens,
-        cache_read_input_tokens=a.cache_read_input_tokens + b.cache_read_input_tokens,
-    )

@@ -1,0 +1,161 @@
+"""Fixtures: the fake Anthropic API, the real pinned Claude CLI, and the bridge as a real mitmproxy process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+
+from fake_anthropic import Echo, FakeAnthropic, Recorded
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_TOKEN = "sk-ant-oat01-test"
+
+
+@pytest.fixture(scope="session")
+def claude_bin() -> str:
+    path = os.environ.get("CLAUDE_BIN") or str(ROOT / "node_modules" / ".bin" / "claude")
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"The pinned Claude CLI is missing at {path}: run `npm ci` in {ROOT} (scripts/test does).")
+    return path
+
+
+@pytest.fixture(scope="session")
+def fake_server() -> Iterator[FakeAnthropic]:
+    with FakeAnthropic() as fake:
+        yield fake
+
+
+class Fake:
+    """The session's fake API as one test sees it: its own requests only, default behaviour restored after."""
+
+    def __init__(self, server: FakeAnthropic) -> None:
+        self.server = server
+        self._seen = len(server.requests)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def requests(self) -> list[Recorded]:
+        return self.server.requests[self._seen :]
+
+    def enqueue(self, *behaviours: object) -> None:
+        self.server.enqueue(*behaviours)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def fake(fake_server: FakeAnthropic) -> Iterator[Fake]:
+    yield Fake(fake_server)
+    fake_server.default = Echo()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Bridge:
+    """`claude-bridge --port P --claude-bin BIN` as users run it, in a process of its own."""
+
+    def __init__(self, home: Path, fake_url: str, claude_bin: str, *options: str, env: dict[str, str] | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = home / f"bridge-{self.port}.log"
+        child_env = {k: v for k, v in os.environ.items() if not k.startswith(("CLAUDE", "ANTHROPIC"))}
+        child_env |= {
+            "HOME": str(home),
+            "ANTHROPIC_BASE_URL": fake_url,
+            "CLAUDE_CODE_OAUTH_TOKEN": TEST_TOKEN,
+            **(env or {}),
+        }
+        argv = [sys.executable, "-m", "claude_bridge", "--port", str(self.port), "--claude-bin", claude_bin]
+        for option in options:
+            argv += ["--set", option]
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(argv, env=child_env, stdout=log, stderr=subprocess.STDOUT)
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"bridge exited at start:\n{self.log.read_text()}")
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.1)
+        raise RuntimeError(f"bridge not ready after 30 s:\n{self.log.read_text()}")
+
+    def client(self, **kwargs: object) -> openai.OpenAI:
+        return openai.OpenAI(
+            base_url=self.url + "/v1", api_key="sk-test", max_retries=0, _strict_response_validation=True, **kwargs
+        )
+
+    def async_client(self, **kwargs: object) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(
+            base_url=self.url + "/v1", api_key="sk-test", max_retries=0, _strict_response_validation=True, **kwargs
+        )
+
+    def claude_children(self) -> list[int]:
+        """Live `claude` processes started by the bridge (they run in their own sessions, so look by parent)."""
+        return [pid for pid, name in _children(self.process.pid) if name == "claude"]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def _children(pid: int) -> list[tuple[int, str]]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name = text[text.index("(") + 1 : text.rindex(")")]
+        fields = text[text.rindex(")") + 2 :].split()
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append((int(stat.parent.name), name))
+    return found
+
+
+@pytest.fixture(scope="session")
+def start_bridge(tmp_path_factory: pytest.TempPathFactory, fake_server: FakeAnthropic, claude_bin: str):
+    """Start a bridge with extra `--set` options; every bridge started is stopped at the end of the session."""
+    started: list[Bridge] = []
+
+    def start(*options: str, env: dict[str, str] | None = None, claude: str | None = None) -> Bridge:
+        home = tmp_path_factory.mktemp("home")
+        bridge = Bridge(home, fake_server.url, claude or claude_bin, *options, env=env)
+        started.append(bridge)
+        return bridge
+
+    yield start
+    for bridge in started:
+        bridge.stop()
+
+
+@pytest.fixture(scope="session")
+def bridge(start_bridge) -> Bridge:
+    """The default bridge; CLI retries off so error tests see the API's answer at once."""
+    return start_bridge("claude_max_retries=0")

@@ -1,0 +1,609 @@
+"""A fake Anthropic Messages API on 127.0.0.1 for running the real Claude Code CLI offline.
+
+Point the CLI at it with ``ANTHROPIC_BASE_URL=fake.url``; it then sends exactly one
+``POST /v1/messages?beta=true`` per turn, streaming first and, after a mid-stream error,
+once more without streaming. Every request is recorded in ``fake.requests``.
+
+Which behaviour answers a request, first match wins:
+
+1. an in-band directive in the text of the last user message, so concurrent tests can choose
+   per request (values may be quoted shell-style, e.g. ``text="two words"``)::
+
+       [[fake:echo delay=0.05 chunk_chars=2 prefix=X]]
+       [[fake:reply text=hello delay=0.01]]        # text streamed in 4-character deltas
+       [[fake:error status=529 message=busy retry_after=1]]
+       [[fake:hang]]
+       [[fake:stall text=partial]]
+       [[fake:stream_error text=partial]]          # ignored by non-streaming requests (the CLI's retry)
+       [[fake:thinking thinking=hmm text=done]]
+
+2. the next behaviour queued with ``fake.enqueue(...)``;
+3. ``fake.default`` (``Echo()``).
+
+A non-streaming request answers with the whole message (a stall still never answers).
+
+Standalone, in echo mode until Ctrl-C (for the benchmark)::
+
+    python tests/fake_anthropic.py --port 8999 --token-delay 0.02 --chunk-chars 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import json
+import re
+import select
+import shlex
+import socket
+import threading
+import uuid
+from dataclasses import asdict, dataclass, field, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal
+
+Json = dict[str, Any]
+
+SIGNATURE = "ZmFrZXNpZw=="
+"""The signature sent for every thinking block."""
+
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
+}
+"""Anthropic's error type for each HTTP status (used when a directive gives only the status)."""
+
+_POLL = 0.02
+"""Seconds between checks for stop() (and, in held handlers, for a client hang-up)."""
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts to report, for tests of usage mapping."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Echo:
+    """Reply with prefix + `last_user_text`, in deltas of chunk_chars characters."""
+
+    prefix: str = "ECHO: "
+    chunk_chars: int = 4
+    delay: float = 0.0
+
+
+@dataclass(frozen=True)
+class Reply:
+    """Reply with exactly these text deltas; usage None means estimated from the request."""
+
+    chunks: tuple[str, ...]
+    delay: float = 0.0
+    stop_reason: str = "end_turn"
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Send the first delta, set `reached`, and send the rest only once `release` is set.
+
+    Lets a test prove the first token reached the client while the API was still streaming.
+    """
+
+    chunks: tuple[str, ...] = ("first", " rest")
+    release: threading.Event = field(default_factory=threading.Event, compare=False)
+    reached: threading.Event = field(default_factory=threading.Event, compare=False)
+
+
+@dataclass(frozen=True)
+class ApiError:
+    """Answer with an HTTP error in Anthropic's JSON shape (and `retry-after` when given)."""
+
+    status: int
+    type: str
+    message: str
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True)
+class Hang:
+    """Accept the request and never send headers (until stop() or the client hangs up)."""
+
+
+@dataclass(frozen=True)
+class Stall:
+    """Start streaming, send these deltas, then go silent with the block left open."""
+
+    chunks: tuple[str, ...] = ("Hel", "lo")
+
+
+@dataclass(frozen=True)
+class StreamError:
+    """Send these deltas, then an SSE `error` event, and close the connection."""
+
+    chunks: tuple[str, ...] = ("Hel", "lo")
+    error_type: str = "overloaded_error"
+
+
+@dataclass(frozen=True)
+class Thinking:
+    """A thinking block (thinking deltas and a signature) followed by a text block."""
+
+    thinking_chunks: tuple[str, ...] = ("Let me think", " about this.")
+    text_chunks: tuple[str, ...] = ("Done", ".")
+
+
+Behaviour = Echo | Reply | Gate | ApiError | Hang | Stall | StreamError | Thinking
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One request as the fake received it (credentials redacted)."""
+
+    path: str
+    headers: dict[str, str]
+    body: Json
+
+
+_Block = tuple[Literal["text", "thinking"], list[str]]
+
+
+@dataclass(frozen=True)
+class _Turn:
+    """A message to send, whatever the behaviour that asked for it.
+
+    An `ending` other than "finish" (stall, error) follows the deltas of the first block, leaving it open.
+    """
+
+    blocks: list[_Block]
+    usage: Usage = Usage()
+    stop_reason: str = "end_turn"
+    delay: float = 0.0
+    gate: Gate | None = None
+    ending: Literal["finish", "stall", "error"] = "finish"
+    error_type: str = ""
+
+
+class _Gone(Exception):
+    """The server is stopping or the client hung up: end the exchange without answering."""
+
+
+# --- helpers for assertions on recorded bodies -------------------------------------------
+
+
+def _blocks(content: str | list[Json]) -> list[Json]:
+    """Content as a list of blocks (the API also accepts a bare string)."""
+    return [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
+
+
+def _is_reminder(block: Json) -> bool:
+    """A context block the CLI adds to user messages (with older models, e.g. claude-sonnet-4-5)."""
+    return block.get("type") == "text" and block["text"].startswith("<system-reminder>")
+
+
+def conversation(body: Json) -> list[tuple[str, list[Json]]]:
+    """The messages as (role, blocks), without what the CLI adds on its own.
+
+    Dropped: role "system" entries, `<system-reminder>` text blocks and `cache_control` markers,
+    so a test can compare with exactly what it sent.
+    """
+    return [
+        (m["role"], [_without_cache_control(b) for b in _blocks(m["content"]) if not _is_reminder(b)])
+        for m in body.get("messages", [])
+        if m["role"] != "system"
+    ]
+
+
+def _without_cache_control(block: Json) -> Json:
+    return {k: v for k, v in block.items() if k != "cache_control"}
+
+
+def system_text(body: Json) -> str:
+    """The text of the `system` parameter, blocks joined with newlines."""
+    return "\n".join(b["text"] for b in _blocks(body.get("system", [])) if b.get("type") == "text")
+
+
+def tool_names(body: Json) -> list[str]:
+    """The names of the tools offered to the model."""
+    return [tool["name"] for tool in body.get("tools", [])]
+
+
+def last_user_text(body: Json) -> str:
+    """The concatenated text blocks of the last user message ("" if there is none)."""
+    users = [blocks for role, blocks in conversation(body) if role == "user"]
+    return "".join(b["text"] for b in users[-1] if b.get("type") == "text") if users else ""
+
+
+# --- choosing and shaping the answer ------------------------------------------------------
+
+_DIRECTIVE = re.compile(r"\[\[fake:(\w+)([^\]]*)\]\]")
+
+
+def parse_directive(text: str) -> Behaviour | None:
+    """The behaviour named by a ``[[fake:NAME key=value ...]]`` directive in text, if any.
+
+    Raises ValueError for an unknown name or argument, so a typo fails loudly.
+    """
+    found = _DIRECTIVE.search(text)
+    if found is None:
+        return None
+    name = found[1]
+    args = dict(arg.partition("=")[::2] for arg in shlex.split(found[2]))
+
+    def chunks(key: str = "text", default: str = "Hello") -> tuple[str, ...]:
+        return tuple(_split(args.pop(key, default), 4))
+
+    match name:
+        case "echo":
+            made: Behaviour = Echo(
+                args.pop("prefix", "ECHO: "), int(args.pop("chunk_chars", 4)), float(args.pop("delay", 0))
+            )
+        case "reply":
+            made = Reply(chunks(), delay=float(args.pop("delay", 0)))
+        case "error":
+            status = int(args.pop("status", 529))
+            retry_after = args.pop("retry_after", None)
+            made = ApiError(
+                status,
+                args.pop("type", ERROR_TYPES.get(status, "api_error")),
+                args.pop("message", "fake error"),
+                None if retry_after is None else float(retry_after),
+            )
+        case "hang":
+            made = Hang()
+        case "stall":
+            made = Stall(chunks())
+        case "stream_error":
+            made = StreamError(chunks(), args.pop("type", "overloaded_error"))
+        case "thinking":
+            made = Thinking(chunks("thinking", "Let me think."), chunks())
+        case _:
+            raise ValueError(f"unknown fake directive {name!r}")
+    if args:
+        raise ValueError(f"unknown arguments for [[fake:{name}]]: {sorted(args)}")
+    return made
+
+
+def _split(text: str, size: int) -> list[str]:
+    """Text in pieces of `size` characters (none for empty text)."""
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def _turn(behaviour: Behaviour, body: Json) -> _Turn:
+    """The message a behaviour sends, cut to the request's max_tokens (one token per delta)."""
+    match behaviour:
+        case Echo(prefix, chunk_chars, delay):
+            turn = _Turn([("text", _split(prefix + last_user_text(body), chunk_chars))], delay=delay)
+        case Reply(chunks, delay, stop_reason):
+            turn = _Turn([("text", list(chunks))], stop_reason=stop_reason, delay=delay)
+        case Gate(chunks):
+            turn = _Turn([("text", list(chunks))], gate=behaviour)
+        case Stall(chunks):
+            turn = _Turn([("text", list(chunks))], ending="stall")
+        case StreamError(chunks, error_type):
+            turn = _Turn([("text", list(chunks))], ending="error", error_type=error_type)
+        case Thinking(thinking_chunks, text_chunks):
+            turn = _Turn([("thinking", list(thinking_chunks)), ("text", list(text_chunks))])
+        case _:
+            raise TypeError(f"{behaviour!r} does not send a message")
+    blocks, cut = _clip(turn.blocks, body.get("max_tokens"))
+    given = behaviour.usage if isinstance(behaviour, Reply) else None
+    estimate = Usage(max(1, len(json.dumps(body)) // 4), sum(len(chunks) for _, chunks in blocks))
+    return replace(turn, blocks=blocks, usage=given or estimate, stop_reason="max_tokens" if cut else turn.stop_reason)
+
+
+def _clip(blocks: list[_Block], limit: int | None) -> tuple[list[_Block], bool]:
+    """The blocks cut to `limit` deltas in all (later blocks dropped), and whether anything was cut."""
+    if limit is None:
+        return blocks, False
+    kept: list[_Block] = []
+    left = limit
+    for kind, chunks in blocks:
+        if left <= 0:
+            break
+        kept.append((kind, chunks[:left]))
+        left -= len(kept[-1][1])
+    return kept, sum(len(c) for _, c in kept) < sum(len(c) for _, c in blocks)
+
+
+# --- the server ---------------------------------------------------------------------------
+
+
+class FakeAnthropic:
+    """The fake API: serves on 127.0.0.1 in a background thread; a context manager."""
+
+    def __init__(self, default: Behaviour = Echo(), *, port: int = 0) -> None:
+        self.default = default
+        self._port = port
+        self._lock = threading.Lock()
+        self._queue: collections.deque[Behaviour] = collections.deque()
+        self._requests: list[Recorded] = []
+        self._connections: set[socket.socket] = set()
+        self._stopping = threading.Event()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """The base URL for ANTHROPIC_BASE_URL."""
+        if self._server is None:
+            raise RuntimeError("FakeAnthropic is not started")
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    @property
+    def requests(self) -> list[Recorded]:
+        """A snapshot of the requests received so far, oldest first."""
+        with self._lock:
+            return list(self._requests)
+
+    def enqueue(self, *behaviours: Behaviour) -> None:
+        """Answer the next requests with these behaviours, one each, in order."""
+        with self._lock:
+            self._queue.extend(behaviours)
+
+    def start(self) -> FakeAnthropic:
+        """Bind and serve in a daemon thread."""
+        self._stopping.clear()
+        self._server = _Server(("127.0.0.1", self._port), _Handler)
+        self._server.fake = self
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(_POLL,), name="fake-anthropic", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, releasing held handlers and idle keep-alive connections, and wait for them."""
+        if self._server is None or self._thread is None:
+            return
+        self._stopping.set()
+        self._server.shutdown()
+        with self._lock:
+            for connection in self._connections:
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
+        self._server.server_close()  # joins the handler threads
+        self._thread.join()
+        self._server = self._thread = None
+
+    def __enter__(self) -> FakeAnthropic:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _choose(self, body: Json) -> Behaviour:
+        """Directive, else queue, else default; the CLI's non-streaming retry skips stream_error."""
+        chosen = parse_directive(last_user_text(body))
+        if chosen is not None and not (isinstance(chosen, StreamError) and body.get("stream") is not True):
+            return chosen
+        with self._lock:
+            return self._queue.popleft() if self._queue else self.default
+
+    def _record(self, request: Recorded) -> None:
+        """Keep a request for the test to inspect."""
+        with self._lock:
+            self._requests.append(request)
+
+    def _track(self, connection: socket.socket, is_open: bool) -> None:
+        """Keep the open connections, so stop() can end idle keep-alive ones."""
+        with self._lock:
+            if is_open:
+                self._connections.add(connection)
+            else:
+                self._connections.discard(connection)
+
+
+class _Server(ThreadingHTTPServer):
+    """The HTTP server, with a way back to its FakeAnthropic."""
+
+    fake: FakeAnthropic
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """One connection: keep-alive HTTP/1.1, JSON with Content-Length, SSE chunked."""
+
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    @property
+    def fake(self) -> FakeAnthropic:
+        return self.server.fake
+
+    def setup(self) -> None:
+        """Register the connection with the fake (see FakeAnthropic._track)."""
+        super().setup()
+        self.fake._track(self.connection, True)
+
+    def finish(self) -> None:
+        self.fake._track(self.connection, False)
+        super().finish()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silent: request lines would only clutter test output."""
+
+    def do_POST(self) -> None:
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.path.split("?")[0] != "/v1/messages":
+            return self._not_found()
+        body = _json_object(raw)
+        if body is None:
+            return self._send_error(ApiError(400, "invalid_request_error", "the body is not a JSON object"))
+        redacted = {"authorization", "x-api-key"}
+        headers = {k: "<redacted>" if k.lower() in redacted else v for k, v in self.headers.items()}
+        self.fake._record(Recorded(self.path, headers, body))
+        try:
+            chosen = self.fake._choose(body)
+        except ValueError as err:
+            return self._send_error(ApiError(400, "invalid_request_error", str(err)))
+        try:
+            match chosen:
+                case ApiError():
+                    self._send_error(chosen)
+                case Hang():
+                    self._hold()
+                case _ if body.get("stream") is True:
+                    self._stream(_turn(chosen, body), body)
+                case _:
+                    self._send_message(_turn(chosen, body), body)
+        except (_Gone, ConnectionError):
+            self.close_connection = True
+
+    def _not_found(self) -> None:
+        self._send_error(ApiError(404, "not_found_error", f"Not found: {self.command} {self.path}"))
+
+    do_GET = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _not_found
+
+    # --- answers ---
+
+    def _send_json(self, status: int, payload: Json, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        for name, value in {**(headers or {}), "content-type": "application/json"}.items():
+            self.send_header(name, value)
+        self.send_header("request-id", _request_id())
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _send_error(self, error: ApiError) -> None:
+        headers = {} if error.retry_after is None else {"retry-after": f"{error.retry_after:g}"}
+        payload = {"type": "error", "error": {"type": error.type, "message": error.message}}
+        self._send_json(error.status, payload, headers)
+
+    def _send_message(self, turn: _Turn, body: Json) -> None:
+        if turn.ending == "stall":
+            self._hold()
+        content = [_block(kind, "".join(chunks), SIGNATURE) for kind, chunks in turn.blocks]
+        self._send_json(200, _message(body, content, turn.stop_reason, asdict(turn.usage)))
+
+    def _stream(self, turn: _Turn, body: Json) -> None:
+        """The exact Anthropic event sequence, one chunk per event, flushed as it goes."""
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream; charset=utf-8")
+        self.send_header("cache-control", "no-cache")
+        self.send_header("request-id", _request_id())
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+        start_usage = {**asdict(turn.usage), "output_tokens": 1}
+        self._event("message_start", {"message": _message(body, [], None, start_usage)})
+        self._event("ping", {})
+        sent = 0
+        for index, (kind, chunks) in enumerate(turn.blocks):
+            self._event("content_block_start", {"index": index, "content_block": _block(kind, "")})
+            for chunk in chunks:
+                if sent and turn.delay and self.fake._stopping.wait(turn.delay):
+                    raise _Gone
+                delta = {"type": f"{kind}_delta", kind: chunk}
+                self._event("content_block_delta", {"index": index, "delta": delta})
+                sent += 1
+                if sent == 1 and turn.gate is not None:
+                    turn.gate.reached.set()
+                    self._hold(turn.gate.release)
+            if turn.ending == "stall":
+                self._hold()
+            if turn.ending == "error":
+                error = {"type": turn.error_type, "message": "fake stream error"}
+                self._event("error", {"error": error})
+                self._end_chunks()
+                self.close_connection = True
+                return
+            if kind == "thinking":
+                delta = {"type": "signature_delta", "signature": SIGNATURE}
+                self._event("content_block_delta", {"index": index, "delta": delta})
+            self._event("content_block_stop", {"index": index})
+        end: Json = {"stop_reason": turn.stop_reason, "stop_sequence": None}
+        self._event("message_delta", {"delta": end, "usage": {"output_tokens": turn.usage.output_tokens}})
+        self._event("message_stop", {})
+        self._end_chunks()
+
+    def _event(self, name: str, data: Json) -> None:
+        self._write_chunk(f"event: {name}\ndata: {json.dumps({'type': name, **data})}\n\n".encode())
+
+    def _write_chunk(self, data: bytes) -> None:
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def _end_chunks(self) -> None:
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    # --- waiting ---
+
+    def _hold(self, release: threading.Event | None = None) -> None:
+        """Wait for `release` (forever if None); raise _Gone on stop() or when the client hangs up."""
+        while release is None or not release.is_set():
+            if self.fake._stopping.wait(_POLL) or self._client_gone():
+                raise _Gone
+
+    def _client_gone(self) -> bool:
+        """True once the client has closed its side (readable with nothing to read)."""
+        readable, _, _ = select.select([self.connection], [], [], 0)
+        if not readable:
+            return False
+        try:
+            peeked: bytes = self.connection.recv(1, socket.MSG_PEEK)
+        except OSError:
+            return True
+        return peeked == b""
+
+
+def _block(kind: str, text: str, signature: str = "") -> Json:
+    """A content block of this kind with this text (thinking blocks carry a signature)."""
+    if kind == "thinking":
+        return {"type": "thinking", "thinking": text, "signature": signature}
+    return {"type": "text", "text": text}
+
+
+def _message(body: Json, content: list[Json], stop_reason: str | None, usage: Json) -> Json:
+    """A Messages API message object (the model echoed from the request)."""
+    return {
+        "id": f"msg_fake_{uuid.uuid4().hex[:24]}",
+        "type": "message",
+        "role": "assistant",
+        "model": body.get("model", "claude-fake"),
+        "content": content,
+        "stop_reason": stop_reason,
+        "stop_sequence": None,
+        "usage": usage,
+    }
+
+
+def _json_object(raw: bytes) -> Json | None:
+    """The body parsed, if it is a JSON object."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _request_id() -> str:
+    return f"req_fake_{uuid.uuid4().hex[:24]}"
+
+
+def main() -> None:
+    """Serve in echo mode until Ctrl-C."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--token-delay", type=float, default=0.0, help="seconds between text deltas")
+    parser.add_argument("--chunk-chars", type=int, default=4, help="characters per text delta")
+    args = parser.parse_args()
+    with FakeAnthropic(Echo(chunk_chars=args.chunk_chars, delay=args.token_delay), port=args.port) as fake:
+        print(f"fake Anthropic API on {fake.url}", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,237 @@
+"""The fake Anthropic API, checked against the real pinned Claude Code CLI (and a bare HTTP client)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fake_anthropic import (
+    ApiError,
+    Echo,
+    FakeAnthropic,
+    Gate,
+    Hang,
+    Reply,
+    Stall,
+    StreamError,
+    Thinking,
+    conversation,
+    parse_directive,
+    system_text,
+    tool_names,
+)
+
+CLAUDE = Path(os.environ.get("CLAUDE_BIN") or Path(__file__).parents[1] / "node_modules/.bin/claude")
+ARGV = [
+    str(CLAUDE), "-p", "--input-format", "stream-json", "--output-format", "stream-json", "--verbose",
+    "--include-partial-messages", "--tools", "", "--max-turns", "1", "--setting-sources", "",
+    "--strict-mcp-config", "--disable-slash-commands", "--no-session-persistence", "--model", "claude-sonnet-4-5",
+]  # fmt: skip
+
+needs_cli = pytest.mark.skipif(not CLAUDE.exists(), reason=f"Claude Code CLI not found at {CLAUDE}")
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeAnthropic]:
+    with FakeAnthropic() as server:
+        yield server
+
+
+def claude_options(fake: FakeAnthropic, tmp_path: Path, env: dict[str, str]) -> dict[str, Any]:
+    """subprocess options to run the CLI as the bridge does: empty cwd, temporary HOME, the fake API."""
+    (tmp_path / "home").mkdir(exist_ok=True)
+    (tmp_path / "cwd").mkdir(exist_ok=True)
+    base_env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path / "home"),
+        "ANTHROPIC_BASE_URL": fake.url,
+        "CLAUDE_CODE_OAUTH_TOKEN": "sk-ant-oat01-test",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "DISABLE_AUTOUPDATER": "1",
+    }
+    return {"stdout": subprocess.PIPE, "text": True, "cwd": tmp_path / "cwd", "env": base_env | env}
+
+
+def user_line(text: str) -> str:
+    """The one stream-json line the bridge writes to the CLI's stdin."""
+    message = {"role": "user", "content": [{"type": "text", "text": text}]}
+    return json.dumps({"type": "user", "message": message}) + "\n"
+
+
+def run_claude(fake: FakeAnthropic, text: str, tmp_path: Path, **env: str) -> list[dict[str, Any]]:
+    """The CLI's stdout lines, parsed, once it has exited."""
+    done = subprocess.run(ARGV, input=user_line(text), timeout=30, **claude_options(fake, tmp_path, env))
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def deltas(lines: list[dict[str, Any]], kind: str = "text") -> list[str]:
+    """The text (or thinking) deltas the CLI forwarded as stream_event lines."""
+    return [
+        line["event"]["delta"][kind]
+        for line in lines
+        if line["type"] == "stream_event"
+        and line["event"]["type"] == "content_block_delta"
+        and line["event"]["delta"]["type"] == f"{kind}_delta"
+    ]
+
+
+def result(lines: list[dict[str, Any]]) -> dict[str, Any]:
+    """The single `result` line."""
+    (last,) = [line for line in lines if line["type"] == "result"]
+    return last
+
+
+@needs_cli
+def test_echo_streams_deltas_and_records_the_request(fake: FakeAnthropic, tmp_path: Path) -> None:
+    lines = run_claude(fake, "hello there", tmp_path)
+
+    assert deltas(lines) == ["ECHO", ": he", "llo ", "ther", "e"]
+    assert result(lines)["result"] == "ECHO: hello there"
+    assert result(lines)["is_error"] is False
+    (request,) = fake.requests
+    assert request.path == "/v1/messages?beta=true"
+    assert request.headers["Authorization"] == "<redacted>"
+    assert request.body["model"] == "claude-sonnet-4-5"
+    assert request.body["stream"] is True
+    assert conversation(request.body) == [("user", [{"type": "text", "text": "hello there"}])]
+    assert tool_names(request.body) == []
+    assert "Claude" in system_text(request.body)
+
+
+@needs_cli
+def test_api_error_becomes_an_error_result(fake: FakeAnthropic, tmp_path: Path) -> None:
+    fake.enqueue(ApiError(529, "overloaded_error", "Overloaded"))
+
+    final = result(run_claude(fake, "hello", tmp_path, CLAUDE_CODE_MAX_RETRIES="0"))
+
+    assert final["is_error"] is True
+    assert final["api_error_status"] == 529
+
+
+@needs_cli
+def test_max_tokens_cuts_the_reply(fake: FakeAnthropic, tmp_path: Path) -> None:
+    fake.enqueue(Reply(("a", "b", "c", "d", "e")))  # the CLI's automatic "resume" turn then gets Echo
+
+    lines = run_claude(fake, "hello", tmp_path, CLAUDE_CODE_MAX_OUTPUT_TOKENS="3")
+
+    assert fake.requests[0].body["max_tokens"] == 3
+    events = [line["event"] for line in lines if line["type"] == "stream_event"]
+    stops = [event["delta"]["stop_reason"] for event in events if event["type"] == "message_delta"]
+    assert stops == ["max_tokens", "end_turn"]
+    assert deltas(lines)[:3] == ["a", "b", "c"]
+    assert conversation(fake.requests[1].body)[1] == ("assistant", [{"type": "text", "text": "abc"}])
+
+
+@needs_cli
+def test_stream_error_is_followed_by_a_non_streaming_retry(fake: FakeAnthropic, tmp_path: Path) -> None:
+    fake.enqueue(StreamError(("Hel", "lo")))
+
+    lines = run_claude(fake, "hello", tmp_path, CLAUDE_CODE_MAX_RETRIES="0")
+
+    assert deltas(lines) == ["Hel", "lo"]
+    assert [request.body["stream"] for request in fake.requests] == [True, False]
+    assert result(lines)["result"] == "ECHO: hello"
+
+
+@needs_cli
+def test_thinking_block_then_text(fake: FakeAnthropic, tmp_path: Path) -> None:
+    fake.default = Thinking(("Let me", " think."), ("Done",))
+
+    lines = run_claude(fake, "hello", tmp_path)
+
+    assert deltas(lines, "thinking") == ["Let me", " think."]
+    assert result(lines)["result"] == "Done"
+
+
+@needs_cli
+def test_gate_holds_the_rest_until_released(fake: FakeAnthropic, tmp_path: Path) -> None:
+    gate = Gate(("first", " rest"))
+    fake.enqueue(gate)
+    process = subprocess.Popen(ARGV, stdin=subprocess.PIPE, **claude_options(fake, tmp_path, {}))
+    assert process.stdin is not None and process.stdout is not None
+    process.stdin.write(user_line("hello"))
+    process.stdin.close()
+
+    seen: list[str] = []
+    for line in process.stdout:
+        seen += deltas([json.loads(line)])
+        if seen == ["first"]:
+            assert gate.reached.is_set()
+            gate.release.set()
+    process.wait(timeout=10)
+
+    assert seen == ["first", " rest"]
+
+
+@needs_cli
+def test_directive_chooses_per_request(fake: FakeAnthropic, tmp_path: Path) -> None:
+    lines = run_claude(fake, '[[fake:reply text="hi there"]]', tmp_path)
+
+    assert deltas(lines) == ["hi t", "here"]
+    assert result(lines)["result"] == "hi there"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("no directive", None),
+        ("say [[fake:reply text=hello]] now", Reply(("hell", "o"))),
+        ("[[fake:error status=529]]", ApiError(529, "overloaded_error", "fake error")),
+        ("[[fake:error status=429 message='slow' retry_after=2]]", ApiError(429, "rate_limit_error", "slow", 2)),
+        ("[[fake:hang]]", Hang()),
+        ("[[fake:echo delay=0.05]]", Echo(delay=0.05)),
+        ("[[fake:stall text=ab]]", Stall(("ab",))),
+        ("[[fake:stream_error]]", StreamError(("Hell", "o"))),
+        ("[[fake:thinking thinking=hmm text=ok]]", Thinking(("hmm",), ("ok",))),
+    ],
+)
+def test_parse_directive(text: str, expected: object) -> None:
+    assert parse_directive(text) == expected
+
+
+@pytest.mark.parametrize("text", ["[[fake:nope]]", "[[fake:hang colour=red]]", "[[fake:error status=x]]"])
+def test_parse_directive_rejects_mistakes(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_directive(text)
+
+
+def test_unknown_path_is_a_404_in_anthropic_shape(fake: FakeAnthropic) -> None:
+    client = http.client.HTTPConnection(fake.url.removeprefix("http://"), timeout=5)
+    client.request("GET", "/v1/models")
+    response = client.getresponse()
+
+    assert response.status == 404
+    assert response.getheader("request-id", "").startswith("req_fake_")
+    assert json.loads(response.read())["error"]["type"] == "not_found_error"
+
+
+def test_stop_releases_a_hung_request() -> None:
+    server = FakeAnthropic(Hang()).start()
+    client = http.client.HTTPConnection(server.url.removeprefix("http://"), timeout=5)
+    outcome: list[BaseException] = []
+
+    def call() -> None:
+        client.request("POST", "/v1/messages", json.dumps({"messages": []}))
+        try:
+            client.getresponse()
+        except http.client.RemoteDisconnected as err:
+            outcome.append(err)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    while not server.requests:
+        time.sleep(0.01)
+    started = time.monotonic()
+    server.stop()
+    caller.join(timeout=5)
+
+    assert time.monotonic() - started < 1
+    assert outcome, "the held request was not released"
