@@ -16,7 +16,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from fake_anthropic import Echo, FakeAnthropic, Recorded
+from fake_anthropic import FakeAnthropic, Recorded
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_TOKEN = "sk-ant-oat01-test"
@@ -57,8 +57,9 @@ class Fake:
 
 @pytest.fixture
 def fake(fake_server: FakeAnthropic) -> Iterator[Fake]:
+    fake_server.reset()
     yield Fake(fake_server)
-    fake_server.default = Echo()
+    fake_server.reset()
 
 
 def free_port() -> int:

@@ -351,6 +351,12 @@ class FakeAnthropic:
         with self._lock:
             self._queue.extend(behaviours)
 
+    def reset(self) -> None:
+        """Forget queued behaviours and restore the default, so one test's leftovers never answer the next."""
+        with self._lock:
+            self._queue.clear()
+            self.default = Echo()
+
     def start(self) -> FakeAnthropic:
         """Bind and serve in a daemon thread."""
         self._stopping.clear()

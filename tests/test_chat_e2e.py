@@ -1,25 +1,296 @@
-"""The official openai SDK against a real bridge process, real CLI and the fake Anthropic API."""
+"""The official openai SDK against a real bridge process, the real CLI and the fake Anthropic API."""
 
 from __future__ import annotations
 
+import time
+
+import openai
 import pytest
 
-from fake_anthropic import Reply, Usage, conversation, system_text, tool_names
+from fake_anthropic import ApiError, Echo, Gate, Reply, Stall, StreamError, Usage, conversation, system_text, tool_names
+
+USER_HI = [{"role": "user", "content": "hi"}]
+
+
+def text(value: str) -> list[dict[str, str]]:
+    return [{"type": "text", "text": value}]
 
 
 def test_non_stream_completion_is_strictly_valid(bridge, fake):
     fake.enqueue(Reply(("Hello", " there"), usage=Usage(input_tokens=11, output_tokens=2, cache_read_input_tokens=5)))
-    completion = bridge.client().chat.completions.create(
-        model="claude-sonnet-4", messages=[{"role": "user", "content": "hi"}]
-    )
+    completion = bridge.client().chat.completions.create(model="claude-sonnet-4", messages=USER_HI)
     assert completion.object == "chat.completion"
     assert completion.model == "claude-sonnet-4"
     assert completion.choices[0].message.content == "Hello there"
     assert completion.choices[0].finish_reason == "stop"
     assert completion.usage.prompt_tokens == 16
     assert completion.usage.completion_tokens == 2
+    assert completion.usage.total_tokens == 18
     assert completion.usage.prompt_tokens_details.cached_tokens == 5
     (request,) = fake.requests
     assert request.body["model"] == "claude-sonnet-5-5"
     assert tool_names(request.body) == []
-    assert conversation(request.body) == [("user", [{"type": "text", "text": "hi"}])]
+    assert conversation(request.body) == [("user", text("hi"))]
+
+
+def test_stream_follows_openai_chunk_rules(bridge, fake):
+    fake.enqueue(Reply(("One", " two", " three"), usage=Usage(input_tokens=7, output_tokens=3)))
+    stream = bridge.client().chat.completions.create(
+        model="gpt-4o", messages=USER_HI, stream=True, stream_options={"include_usage": True}
+    )
+    chunks = list(stream)
+    content = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    assert content == ["One", " two", " three"], "each CLI text delta is its own chunk"
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert all(c.choices[0].delta.role is None for c in chunks[1:] if c.choices)
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    usage_chunk = chunks[-1]
+    assert usage_chunk.choices == []
+    assert (usage_chunk.usage.prompt_tokens, usage_chunk.usage.completion_tokens) == (7, 3)
+    assert {c.model for c in chunks} == {"gpt-4o"}
+    assert len({c.id for c in chunks}) == 1
+
+
+def test_raw_stream_ends_with_done_and_has_no_event_lines(bridge, fake):
+    fake.enqueue(Reply(("a", "b")))
+    raw = bridge.client().chat.completions.with_raw_response.create(model="sonnet", messages=USER_HI, stream=True)
+    body = raw.http_response.read().decode()
+    assert raw.http_response.headers["content-type"].startswith("text/event-stream")
+    assert body.endswith("data: [DONE]\n\n")
+    assert "event:" not in body
+    assert all(line.startswith("data: ") for line in body.split("\n\n") if line)
+
+
+async def test_async_client_stream_and_non_stream(bridge, fake):
+    client = bridge.async_client()
+    fake.enqueue(Reply(("async",)))
+    completion = await client.chat.completions.create(model="opus", messages=USER_HI)
+    assert completion.choices[0].message.content == "async"
+    fake.enqueue(Reply(("as", "ync")))
+    stream = await client.chat.completions.create(model="opus", messages=USER_HI, stream=True)
+    assert [c.choices[0].delta.content async for c in stream if c.choices and c.choices[0].delta.content] == ["as", "ync"]
+    assert [r.body["model"] for r in fake.requests] == ["claude-opus-5-5", "claude-opus-5-5"]
+
+
+def test_first_token_arrives_while_the_api_is_still_streaming(bridge, fake):
+    gate = Gate(("first", " second"))
+    fake.enqueue(gate)
+    stream = bridge.client().chat.completions.create(model="sonnet", messages=USER_HI, stream=True)
+    first = next(c for c in stream if c.choices and c.choices[0].delta.content)
+    assert first.choices[0].delta.content == "first"
+    assert gate.reached.is_set() and not gate.release.is_set(), "the fake API is still holding the rest"
+    gate.release.set()
+    rest = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert rest == " second"
+
+
+def test_multi_turn_history_reaches_the_api_exactly(bridge, fake):
+    messages = [
+        {"role": "system", "content": "You are terse."},
+        {"role": "developer", "content": [{"type": "text", "text": "Answer in English."}]},
+        {"role": "user", "content": "Q1"},
+        {"role": "assistant", "content": "A1"},
+        {"role": "user", "content": [{"type": "text", "text": "Q2a"}, {"type": "text", "text": "Q2b"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "A2"}]},
+        {"role": "user", "content": "Q3"},
+    ]
+    completion = bridge.client().chat.completions.create(model="sonnet", messages=messages)
+    assert completion.choices[0].message.content == "ECHO: Q3"
+    (request,) = fake.requests
+    assert conversation(request.body) == [
+        ("user", text("Q1")),
+        ("assistant", text("A1")),
+        ("user", text("Q2a") + text("Q2b")),
+        ("assistant", text("A2")),
+        ("user", text("Q3")),
+    ]
+    assert system_text(request.body).endswith("You are terse.\n\nAnswer in English.")
+    assert "Claude Code" not in system_text(request.body), "the client's prompt replaces Claude Code's own"
+
+
+def test_flattened_history_is_the_fallback(start_bridge, fake):
+    bridge = start_bridge("bridge_history=flatten")
+    messages = [{"role": "user", "content": "Q1"}, {"role": "assistant", "content": "A1"}, {"role": "user", "content": "Q2"}]
+    bridge.client().chat.completions.create(model="sonnet", messages=messages)
+    (request,) = fake.requests
+    ((role, blocks),) = conversation(request.body)
+    assert role == "user"
+    assert "User: Q1" in blocks[0]["text"] and "Assistant: A1" in blocks[0]["text"]
+    assert blocks[-1] == {"type": "text", "text": "Q2"}
+
+
+def test_max_tokens_is_honoured_and_reported_as_length(bridge, fake):
+    fake.enqueue(Reply(("a", "b", "c", "d", "e")))
+    completion = bridge.client().chat.completions.create(model="sonnet", messages=USER_HI, max_completion_tokens=3)
+    assert completion.choices[0].finish_reason == "length"
+    assert completion.choices[0].message.content == "abc"
+    assert completion.usage.completion_tokens == 3
+    (request,) = fake.requests
+    assert request.body["max_tokens"] == 3
+    assert len(fake.requests) == 1, "the bridge ends the run instead of letting the CLI continue"
+
+
+def test_stop_sequence_cuts_the_text_and_ends_the_run(bridge, fake):
+    fake.enqueue(Reply(("one, tw", "o, STO", "P three", " four"), delay=0.05))
+    stream = bridge.client().chat.completions.create(model="sonnet", messages=USER_HI, stream=True, stop=["STOP"])
+    chunks = list(stream)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "one, two, "
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert bridge.claude_children() == []
+
+
+def test_unused_fields_are_ignored(bridge, fake):
+    completion = bridge.client().chat.completions.create(
+        model="gpt-4.1",
+        messages=[{"role": "user", "content": "hi", "name": "ann"}],
+        temperature=0.2,
+        top_p=0.9,
+        seed=7,
+        user="someone",
+        logit_bias={"50256": -100},
+        presence_penalty=0.1,
+        n=1,
+        metadata={"k": "v"},
+    )
+    assert completion.choices[0].message.content == "ECHO: hi"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "param"),
+    [
+        ({"n": 2}, "n"),
+        ({"messages": [{"role": "assistant", "content": "prefill"}]}, "messages"),
+        ({"messages": [{"role": "user", "content": [{"type": "text"}]}]}, "messages[0].content[0].text"),
+        ({"messages": [{"role": "wizard", "content": "x"}]}, "messages[0]"),
+        ({"messages": []}, "messages"),
+    ],
+)
+def test_bad_requests_get_openai_400s(bridge, fake, kwargs, param):
+    with pytest.raises(openai.BadRequestError) as caught:
+        bridge.client().chat.completions.create(**{"model": "sonnet", "messages": USER_HI, **kwargs})
+    assert caught.value.body["param"] == param
+    assert fake.requests == []
+
+
+def test_unknown_model_is_openai_404(bridge, fake):
+    with pytest.raises(openai.NotFoundError) as caught:
+        bridge.client().chat.completions.create(model="llama-3-70b", messages=USER_HI)
+    assert caught.value.code == "model_not_found"
+    assert "llama-3-70b" in caught.value.message
+
+
+def test_model_map_option_adds_names_and_a_catch_all(start_bridge, fake):
+    bridge = start_bridge("bridge_model_map=my-model=haiku", "bridge_model_map=*=sonnet")
+    client = bridge.client()
+    for name in ("my-model", "llama-3-70b", "claude-opus-4-5-20251101"):
+        assert client.chat.completions.create(model=name, messages=USER_HI).model == name
+    assert [r.body["model"] for r in fake.requests] == ["claude-haiku-5-5", "claude-sonnet-5-5", "claude-opus-4-5-20251101"]
+
+
+@pytest.mark.parametrize(
+    ("error", "exception", "status", "code"),
+    [
+        (ApiError(401, "authentication_error", "invalid x-api-key"), openai.AuthenticationError, 401, "claude_not_logged_in"),
+        (ApiError(403, "permission_error", "forbidden"), openai.PermissionDeniedError, 403, "claude_request_rejected"),
+        (ApiError(429, "rate_limit_error", "slow down"), openai.RateLimitError, 429, "rate_limit_exceeded"),
+        (ApiError(529, "overloaded_error", "Overloaded"), openai.InternalServerError, 503, "claude_overloaded"),
+        (ApiError(500, "api_error", "boom"), openai.InternalServerError, 502, "claude_api_error"),
+        (
+            ApiError(400, "invalid_request_error", "prompt is too long: 300000 tokens > 200000 maximum"),
+            openai.BadRequestError,
+            400,
+            "context_length_exceeded",
+        ),
+        (
+            ApiError(400, "invalid_request_error", "Third-party apps now draw from your extra usage, not your plan limits."),
+            openai.BadRequestError,
+            400,
+            "claude_request_rejected",
+        ),
+    ],
+)
+def test_api_errors_map_to_openai_statuses(bridge, fake, error, exception, status, code):
+    fake.server.default = error
+    with pytest.raises(exception) as caught:
+        bridge.client().chat.completions.create(model="sonnet", messages=USER_HI, stream=True)
+    assert caught.value.status_code == status
+    assert caught.value.code == code
+    if status == 401:
+        assert "claude login" in caught.value.message
+    if status == 429:
+        assert int(caught.value.response.headers["retry-after"]) > 0
+    if "extra usage" in error.message:
+        assert "Third-party apps now draw from your extra usage" in caught.value.message
+
+
+def test_cli_retries_are_bounded_and_recover(start_bridge, fake):
+    bridge = start_bridge("claude_max_retries=1")
+    fake.enqueue(ApiError(529, "overloaded_error", "Overloaded"), Reply(("recovered",)))
+    completion = bridge.client().chat.completions.create(model="sonnet", messages=USER_HI)
+    assert completion.choices[0].message.content == "recovered"
+    assert len(fake.requests) == 2
+
+
+def test_error_after_text_is_an_in_stream_error_without_duplicated_text(bridge, fake):
+    fake.enqueue(StreamError(("partial ", "answer")), Reply(("partial answer, retried",)))
+    stream = bridge.client().chat.completions.create(model="sonnet", messages=USER_HI, stream=True)
+    received = []
+    with pytest.raises(openai.APIError) as caught:
+        for chunk in stream:
+            received += [chunk.choices[0].delta.content] if chunk.choices and chunk.choices[0].delta.content else []
+    assert "".join(received) == "partial answer"
+    assert "broke off" in caught.value.message
+
+
+def test_idle_watchdog_ends_a_stalled_stream(start_bridge, fake):
+    bridge = start_bridge("claude_idle_timeout=1")
+    fake.enqueue(Stall(("stalled ",)))
+    stream = bridge.client().chat.completions.create(model="sonnet", messages=USER_HI, stream=True)
+    with pytest.raises(openai.APIError) as caught:
+        list(stream)
+    assert "printed nothing for 1 s" in caught.value.message
+    assert bridge.claude_children() == []
+
+
+def test_idle_watchdog_gives_504_before_any_text(start_bridge, fake):
+    bridge = start_bridge("claude_idle_timeout=1")
+    fake.enqueue(Stall(()))
+    with pytest.raises(openai.APIStatusError) as caught:
+        bridge.client().chat.completions.create(model="sonnet", messages=USER_HI)
+    assert caught.value.status_code == 504
+    assert bridge.claude_children() == []
+
+
+def test_client_disconnect_mid_stream_leaves_no_claude_process(bridge, fake):
+    fake.enqueue(Stall(("never", " ends")))
+    stream = bridge.client().chat.completions.create(model="sonnet", messages=USER_HI, stream=True)
+    next(iter(stream))
+    assert bridge.claude_children(), "the run is in progress"
+    stream.close()
+    deadline = time.monotonic() + 2
+    while bridge.claude_children() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert bridge.claude_children() == []
+
+
+def test_missing_cli_is_503_saying_how_to_install(start_bridge, fake, tmp_path):
+    bridge = start_bridge(claude=str(tmp_path / "no-such-claude"))
+    with pytest.raises(openai.InternalServerError) as caught:
+        bridge.client().chat.completions.create(model="sonnet", messages=USER_HI)
+    assert caught.value.status_code == 503
+    assert "npm install -g @anthropic-ai/claude-code" in caught.value.message
+
+
+def test_not_logged_in_is_401_saying_claude_login(start_bridge, fake):
+    bridge = start_bridge(env={"CLAUDE_CODE_OAUTH_TOKEN": ""})
+    with pytest.raises(openai.AuthenticationError) as caught:
+        bridge.client().chat.completions.create(model="sonnet", messages=USER_HI)
+    assert "Not logged in" in caught.value.message and "claude login" in caught.value.message
+    assert fake.requests == []
+
+
+def test_api_key_is_withheld_from_the_cli_by_default(start_bridge, fake):
+    bridge = start_bridge(env={"ANTHROPIC_API_KEY": "sk-ant-api03-should-not-be-used"})
+    bridge.client().chat.completions.create(model="sonnet", messages=USER_HI)
+    (request,) = fake.requests
+    assert "x-api-key" not in {name.lower() for name in request.headers}

@@ -98,8 +98,8 @@ class ClaudeBridge:
             "How often the CLI retries a failed API call (429/5xx). Kept low: clients retry with their own backoff "
             "once they see the status, instead of waiting minutes on the CLI's default of 10.",
         )
-        loader.add_option("claude_idle_timeout", float, 120.0, "Seconds the CLI may print nothing before the run is stopped (504).")
-        loader.add_option("claude_total_timeout", float, 900.0, "Seconds a run may take in all before it is stopped (504).")
+        loader.add_option("claude_idle_timeout", int, 120, "Seconds the CLI may print nothing before the run is stopped (504).")
+        loader.add_option("claude_total_timeout", int, 900, "Seconds a run may take in all before it is stopped (504).")
         loader.add_option(
             "claude_allow_api_key",
             bool,
