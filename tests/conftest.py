@@ -68,26 +68,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class Bridge:
-    """`claude-bridge --port P --claude-bin BIN` as users run it, in a process of its own."""
+def bridge_env(home: Path, fake_url: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment a user's bridge would have, with the CLI pointed at the fake API."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLAUDE", "ANTHROPIC"))}
+    return env | {"HOME": str(home), "ANTHROPIC_BASE_URL": fake_url, "CLAUDE_CODE_OAUTH_TOKEN": TEST_TOKEN, **(extra or {})}
 
-    def __init__(self, home: Path, fake_url: str, claude_bin: str, *options: str, env: dict[str, str] | None = None):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = home / f"bridge-{self.port}.log"
-        child_env = {k: v for k, v in os.environ.items() if not k.startswith(("CLAUDE", "ANTHROPIC"))}
-        child_env |= {
-            "HOME": str(home),
-            "ANTHROPIC_BASE_URL": fake_url,
-            "CLAUDE_CODE_OAUTH_TOKEN": TEST_TOKEN,
-            **(env or {}),
-        }
-        argv = [sys.executable, "-m", "claude_bridge", "--port", str(self.port), "--claude-bin", claude_bin]
-        for option in options:
-            argv += ["--set", option]
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(argv, env=child_env, stdout=log, stderr=subprocess.STDOUT)
-        self._wait_ready()
+
+class Bridge:
+    """A bridge process (`claude-bridge` or `mitmdump -s`) listening on 127.0.0.1:`port`."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], log: Path, port: int) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = log
+        with log.open("wb") as out:
+            self.process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + 30
@@ -147,7 +147,11 @@ def start_bridge(tmp_path_factory: pytest.TempPathFactory, fake_server: FakeAnth
 
     def start(*options: str, env: dict[str, str] | None = None, claude: str | None = None) -> Bridge:
         home = tmp_path_factory.mktemp("home")
-        bridge = Bridge(home, fake_server.url, claude or claude_bin, *options, env=env)
+        port = free_port()
+        argv = [sys.executable, "-m", "claude_bridge", "--port", str(port), "--claude-bin", claude or claude_bin]
+        for option in options:
+            argv += ["--set", option]
+        bridge = Bridge(argv, bridge_env(home, fake_server.url, env), home / "bridge.log", port)
         started.append(bridge)
         return bridge
 

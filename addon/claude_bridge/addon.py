@@ -135,8 +135,8 @@ class ClaudeBridge:
         # With the default `eager`, mitmproxy would dial the real api.openai.com before we see the request.
         ctx.options.update(connection_strategy="lazy")
         await self.backend.start()
-        self._running = True
         await self._probe_claude()
+        self._running = True
         if os.environ.get("ANTHROPIC_API_KEY") and not ctx.options.claude_allow_api_key:
             logger.info("ANTHROPIC_API_KEY is set but withheld from the CLI, which uses your subscription login.")
 
@@ -179,7 +179,7 @@ class ClaudeBridge:
         method, path = flow.request.method, flow.request.path.split("?", 1)[0].rstrip("/")
         if path in ("/health", "/v1/health"):
             _allow(method, "GET")
-            _respond(flow, 200, self._health())
+            _respond(flow, 200 if self._running else 503, self._health())
         elif path == "/v1/models":
             _allow(method, "GET")
             listed = [Model(id=name, created=MODELS_CREATED, owned_by="anthropic") for name in self.models.listed_names()]
@@ -217,7 +217,7 @@ class ClaudeBridge:
 
     def _health(self) -> dict[str, Any]:
         return {
-            "status": "ok",
+            "status": "ok" if self._running else "starting",
             "provider": "claude-code-cli",
             "claude": {"path": self.settings.claude_bin, "version": self.claude_version},
             "runs_in_flight": self.backend.in_flight,

@@ -1,0 +1,111 @@
+"""The bridge as mitmproxy runs it: endpoints it answers itself, what it records for mitmweb, the -s script."""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from mitmproxy import io
+
+from conftest import ROOT, Bridge, bridge_env, free_port
+from fake_anthropic import Reply
+
+
+def call(url: str, method: str = "GET", body: bytes | None = None) -> tuple[int, dict, dict]:
+    request = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, dict(response.headers), json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), json.loads(e.read())
+
+
+def test_health_reports_the_cli_and_runs_in_flight(bridge):
+    status, _, body = call(bridge.url + "/health")
+    assert status == 200
+    assert body["status"] == "ok"
+    assert body["claude"]["version"] == "2.1.331"
+    assert body["claude"]["path"].endswith("claude")
+    assert body["runs_in_flight"] == 0
+
+
+def test_models_list_and_object(bridge):
+    client = bridge.client()
+    ids = {model.id for model in client.models.list()}
+    assert {"claude-opus-4", "claude-sonnet-4", "claude-haiku-4", "opus", "sonnet", "haiku", "gpt-4"} <= ids
+    assert client.models.retrieve("gpt-4o-mini").id == "gpt-4o-mini"
+    assert client.models.retrieve("claude-sonnet-4-5-20250929").owned_by == "anthropic"
+
+
+def test_unknown_model_object_is_404(bridge):
+    status, _, body = call(bridge.url + "/v1/models/llama-3")
+    assert status == 404
+    assert body["error"]["code"] == "model_not_found"
+
+
+def test_other_paths_get_openai_404_and_never_leave_the_machine(bridge):
+    for path in ("/v1/embeddings", "/v1/images/generations", "/v2/anything"):
+        status, _, body = call(bridge.url + path, "POST", b"{}")
+        assert status == 404
+        assert set(body["error"]) == {"message", "type", "param", "code"}
+    assert "api.openai.com" not in "".join(
+        line for line in bridge.log.read_text().splitlines() if "server connect" in line
+    ), "connection_strategy=lazy: the bridge never dials the real API"
+
+
+def test_wrong_method_is_405(bridge):
+    status, headers, body = call(bridge.url + "/v1/chat/completions")
+    assert status == 405
+    assert headers["Allow"] == "POST"
+    assert body["error"]["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"[1, 2]", b'{"model": "sonnet"}', b'{"model": 1, "messages": []}'])
+def test_malformed_requests_are_400(bridge, fake, body):
+    status, _, answer = call(bridge.url + "/v1/chat/completions", "POST", body)
+    assert status == 400
+    assert answer["error"]["type"] == "invalid_request_error"
+    assert fake.requests == []
+
+
+def test_bridged_flows_are_recorded_as_the_client_saw_them(start_bridge, fake, tmp_path):
+    saved = tmp_path / "flows.mitm"
+    bridge = start_bridge(f"save_stream_file={saved}")
+    client = bridge.client()
+    fake.enqueue(Reply(("streamed", " answer")), Reply(("plain answer",)))
+    list(client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "s"}], stream=True))
+    client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "n"}])
+    bridge.stop()
+    with saved.open("rb") as f:
+        streamed, plain = [flow for flow in io.FlowReader(f).stream() if flow.request.path.startswith("/v1/chat")]
+    for flow in (streamed, plain):
+        assert flow.request.url == "https://api.openai.com/v1/chat/completions"
+        assert json.loads(flow.request.content)["model"] == "gpt-4o"
+        assert "claude-sonnet-5-5" in flow.comment and "finished (end_turn)" in flow.comment
+        assert "tokens in" in flow.comment and " ms" in flow.comment
+        assert flow.marked
+    assert streamed.response.content.endswith(b"data: [DONE]\n\n")
+    assert b'"content":" answer"' in streamed.response.content
+    assert json.loads(plain.response.content)["choices"][0]["message"]["content"] == "plain answer"
+
+
+def test_mitmdump_script_works_the_same(tmp_path, fake, claude_bin):
+    port = free_port()
+    argv = [
+        str(Path(sys.executable).parent / "mitmdump"),
+        "-s", str(ROOT / "addon" / "bridge.py"),
+        "--mode", f"reverse:https://api.openai.com@{port}",
+        "--listen-host", "127.0.0.1",
+        "--set", f"claude_bin={claude_bin}",
+    ]  # fmt: skip
+    bridge = Bridge(argv, bridge_env(tmp_path, fake.url), tmp_path / "mitmdump.log", port)
+    try:
+        fake.enqueue(Reply(("via", " mitmdump")))
+        stream = bridge.client().chat.completions.create(model="sonnet", messages=[{"role": "user", "content": "x"}], stream=True)
+        assert [c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content] == ["via", " mitmdump"]
+    finally:
+        bridge.stop()
