@@ -145,10 +145,11 @@ def start_bridge(tmp_path_factory: pytest.TempPathFactory, fake_server: FakeAnth
     """Start a bridge with extra `--set` options; every bridge started is stopped at the end of the session."""
     started: list[Bridge] = []
 
-    def start(*options: str, env: dict[str, str] | None = None, claude: str | None = None) -> Bridge:
+    def start(*options: str, env: dict[str, str] | None = None, claude: str | None = None, web: bool = False) -> Bridge:
         home = tmp_path_factory.mktemp("home")
         port = free_port()
         argv = [sys.executable, "-m", "claude_bridge", "--port", str(port), "--claude-bin", claude or claude_bin]
+        argv += ["--web"] if web else []
         for option in options:
             argv += ["--set", option]
         bridge = Bridge(argv, bridge_env(home, fake_server.url, env), home / "bridge.log", port)

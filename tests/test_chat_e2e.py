@@ -7,7 +7,7 @@ import time
 import openai
 import pytest
 
-from fake_anthropic import ApiError, Echo, Gate, Reply, Stall, StreamError, Usage, conversation, system_text, tool_names
+from fake_anthropic import ApiError, Gate, Reply, Stall, StreamError, Thinking, Usage, conversation, system_text, tool_names
 
 USER_HI = [{"role": "user", "content": "hi"}]
 
@@ -294,3 +294,9 @@ def test_api_key_is_withheld_from_the_cli_by_default(start_bridge, fake):
     bridge.client().chat.completions.create(model="sonnet", messages=USER_HI)
     (request,) = fake.requests
     assert "x-api-key" not in {name.lower() for name in request.headers}
+
+
+def test_thinking_stays_out_of_the_content(bridge, fake):
+    fake.enqueue(Thinking(("secret reasoning",), ("visible", " answer")))
+    stream = bridge.client().chat.completions.create(model="sonnet", messages=USER_HI, stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "visible answer"

@@ -109,3 +109,11 @@ def test_mitmdump_script_works_the_same(tmp_path, fake, claude_bin):
         assert [c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content] == ["via", " mitmdump"]
     finally:
         bridge.stop()
+
+
+def test_web_flag_serves_mitmweb_beside_the_bridge(start_bridge, fake):
+    web_port = free_port()
+    bridge = start_bridge("web_open_browser=false", f"web_port={web_port}", "web_password=test-token", web=True)
+    assert bridge.client().chat.completions.create(model="sonnet", messages=[{"role": "user", "content": "w"}])
+    with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/?token=test-token", timeout=10) as response:
+        assert b"<title>mitmproxy</title>" in response.read()
