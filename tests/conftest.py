@@ -15,7 +15,6 @@ from pathlib import Path
 
 import openai
 import pytest
-
 from fake_anthropic import FakeAnthropic, Recorded
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,7 +70,12 @@ def free_port() -> int:
 def bridge_env(home: Path, fake_url: str, extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment a user's bridge would have, with the CLI pointed at the fake API."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CLAUDE", "ANTHROPIC"))}
-    return env | {"HOME": str(home), "ANTHROPIC_BASE_URL": fake_url, "CLAUDE_CODE_OAUTH_TOKEN": TEST_TOKEN, **(extra or {})}
+    return env | {
+        "HOME": str(home),
+        "ANTHROPIC_BASE_URL": fake_url,
+        "CLAUDE_CODE_OAUTH_TOKEN": TEST_TOKEN,
+        **(extra or {}),
+    }
 
 
 class Bridge:

@@ -6,8 +6,18 @@ import time
 
 import openai
 import pytest
-
-from fake_anthropic import ApiError, Gate, Reply, Stall, StreamError, Thinking, Usage, conversation, system_text, tool_names
+from fake_anthropic import (
+    ApiError,
+    Gate,
+    Reply,
+    Stall,
+    StreamError,
+    Thinking,
+    Usage,
+    conversation,
+    system_text,
+    tool_names,
+)
 
 USER_HI = [{"role": "user", "content": "hi"}]
 
@@ -68,7 +78,10 @@ async def test_async_client_stream_and_non_stream(bridge, fake):
     assert completion.choices[0].message.content == "async"
     fake.enqueue(Reply(("as", "ync")))
     stream = await client.chat.completions.create(model="opus", messages=USER_HI, stream=True)
-    assert [c.choices[0].delta.content async for c in stream if c.choices and c.choices[0].delta.content] == ["as", "ync"]
+    assert [c.choices[0].delta.content async for c in stream if c.choices and c.choices[0].delta.content] == [
+        "as",
+        "ync",
+    ]
     assert [r.body["model"] for r in fake.requests] == ["claude-opus-5-5", "claude-opus-5-5"]
 
 
@@ -110,7 +123,11 @@ def test_multi_turn_history_reaches_the_api_exactly(bridge, fake):
 
 def test_flattened_history_is_the_fallback(start_bridge, fake):
     bridge = start_bridge("bridge_history=flatten")
-    messages = [{"role": "user", "content": "Q1"}, {"role": "assistant", "content": "A1"}, {"role": "user", "content": "Q2"}]
+    messages = [
+        {"role": "user", "content": "Q1"},
+        {"role": "assistant", "content": "A1"},
+        {"role": "user", "content": "Q2"},
+    ]
     bridge.client().chat.completions.create(model="sonnet", messages=messages)
     (request,) = fake.requests
     ((role, blocks),) = conversation(request.body)
@@ -184,13 +201,22 @@ def test_model_map_option_adds_names_and_a_catch_all(start_bridge, fake):
     client = bridge.client()
     for name in ("my-model", "llama-3-70b", "claude-opus-4-5-20251101"):
         assert client.chat.completions.create(model=name, messages=USER_HI).model == name
-    assert [r.body["model"] for r in fake.requests] == ["claude-haiku-5-5", "claude-sonnet-5-5", "claude-opus-4-5-20251101"]
+    assert [r.body["model"] for r in fake.requests] == [
+        "claude-haiku-5-5",
+        "claude-sonnet-5-5",
+        "claude-opus-4-5-20251101",
+    ]
 
 
 @pytest.mark.parametrize(
     ("error", "exception", "status", "code"),
     [
-        (ApiError(401, "authentication_error", "invalid x-api-key"), openai.AuthenticationError, 401, "claude_not_logged_in"),
+        (
+            ApiError(401, "authentication_error", "invalid x-api-key"),
+            openai.AuthenticationError,
+            401,
+            "claude_not_logged_in",
+        ),
         (ApiError(403, "permission_error", "forbidden"), openai.PermissionDeniedError, 403, "claude_request_rejected"),
         (ApiError(429, "rate_limit_error", "slow down"), openai.RateLimitError, 429, "rate_limit_exceeded"),
         (ApiError(529, "overloaded_error", "Overloaded"), openai.InternalServerError, 503, "claude_overloaded"),
@@ -202,7 +228,9 @@ def test_model_map_option_adds_names_and_a_catch_all(start_bridge, fake):
             "context_length_exceeded",
         ),
         (
-            ApiError(400, "invalid_request_error", "Third-party apps now draw from your extra usage, not your plan limits."),
+            ApiError(
+                400, "invalid_request_error", "Third-party apps now draw from your extra usage, not your plan limits."
+            ),
             openai.BadRequestError,
             400,
             "claude_request_rejected",

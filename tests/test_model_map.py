@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from claude_bridge.openai.errors import OpenAIError
 from claude_bridge.translate.model_map import DEFAULT_MODEL_MAP, ModelMap
 
@@ -56,9 +55,12 @@ def test_longest_pattern_wins_whatever_the_table_order() -> None:
 
 
 def test_exact_name_wins_over_a_longer_pattern() -> None:
-    assert ModelMap({"gpt-4-turbo-preview-and-more*": "haiku", "gpt-4-turbo-preview-and-more": "opus"}).resolve(
-        "gpt-4-turbo-preview-and-more"
-    ) == "opus"
+    assert (
+        ModelMap({"gpt-4-turbo-preview-and-more*": "haiku", "gpt-4-turbo-preview-and-more": "opus"}).resolve(
+            "gpt-4-turbo-preview-and-more"
+        )
+        == "opus"
+    )
 
 
 @pytest.mark.parametrize("name", ["gpt-2", "llama-3", "GPT-4O", "claude", "o2"])

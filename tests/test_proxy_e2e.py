@@ -9,10 +9,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from mitmproxy import io
-
 from conftest import ROOT, Bridge, bridge_env, free_port
 from fake_anthropic import Reply
+from mitmproxy import io
 
 
 def call(url: str, method: str = "GET", body: bytes | None = None) -> tuple[int, dict, dict]:
@@ -105,8 +104,13 @@ def test_mitmdump_script_works_the_same(tmp_path, fake, claude_bin):
     bridge = Bridge(argv, bridge_env(tmp_path, fake.url), tmp_path / "mitmdump.log", port)
     try:
         fake.enqueue(Reply(("via", " mitmdump")))
-        stream = bridge.client().chat.completions.create(model="sonnet", messages=[{"role": "user", "content": "x"}], stream=True)
-        assert [c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content] == ["via", " mitmdump"]
+        stream = bridge.client().chat.completions.create(
+            model="sonnet", messages=[{"role": "user", "content": "x"}], stream=True
+        )
+        assert [c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content] == [
+            "via",
+            " mitmdump",
+        ]
     finally:
         bridge.stop()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from claude_bridge.translate.stop import StopScanner
 
 

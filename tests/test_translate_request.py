@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 import pytest
-
 from claude_bridge.claude.invocation import HistoryMessage
 from claude_bridge.openai.errors import OpenAIError
 from claude_bridge.translate.model_map import ModelMap
@@ -209,9 +208,7 @@ def test_max_completion_tokens_wins_over_max_tokens(fields: dict[str, int], expe
     assert job(**fields).invocation.max_output_tokens == expected
 
 
-@pytest.mark.parametrize(
-    ("stop", "expected"), [(None, ()), ("END", ("END",)), (["a", "b"], ("a", "b")), ([], ())]
-)
+@pytest.mark.parametrize(("stop", "expected"), [(None, ()), ("END", ("END",)), (["a", "b"], ("a", "b")), ([], ())])
 def test_stop_is_a_tuple_whether_sent_as_string_or_list(stop: Any, expected: tuple[str, ...]) -> None:
     assert job(stop=stop).stop == expected
 
@@ -265,3 +262,14 @@ def test_unsupported_part_type_is_a_400_naming_the_part(messages: list[dict[str,
     error = bad_request(lambda: job(messages=messages))
     assert error.error.param == param
     assert "not supported" in error.error.message
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("stream", "yes"), ("max_tokens", "5"), ("n", 1.5), ("stream_options", {"include_usage": 1})]
+)
+def test_values_of_the_wrong_json_type_are_refused_not_coerced(field: str, value: Any) -> None:
+    body = {"model": "sonnet", "messages": [{"role": "user", "content": "hi"}], field: value}
+    with pytest.raises(OpenAIError) as caught:
+        parse_chat_request(json.dumps(body).encode())
+    assert caught.value.status == 400
+    assert caught.value.error.param is not None and caught.value.error.param.startswith(field)

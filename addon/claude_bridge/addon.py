@@ -74,7 +74,9 @@ class ClaudeBridge:
         self._running = False
 
     def load(self, loader: Any) -> None:
-        loader.add_option("bridge_hosts", Sequence[str], ["api.openai.com"], "Hosts whose OpenAI API the bridge answers.")
+        loader.add_option(
+            "bridge_hosts", Sequence[str], ["api.openai.com"], "Hosts whose OpenAI API the bridge answers."
+        )
         loader.add_option(
             "bridge_model_map",
             Sequence[str],
@@ -98,13 +100,15 @@ class ClaudeBridge:
             "How often the CLI retries a failed API call (429/5xx). Kept low: clients retry with their own backoff "
             "once they see the status, instead of waiting minutes on the CLI's default of 10.",
         )
-        loader.add_option("claude_idle_timeout", int, 120, "Seconds the CLI may print nothing before the run is stopped (504).")
+        loader.add_option(
+            "claude_idle_timeout", int, 120, "Seconds the CLI may print nothing before the run is stopped (504)."
+        )
         loader.add_option("claude_total_timeout", int, 900, "Seconds a run may take in all before it is stopped (504).")
         loader.add_option(
             "claude_allow_api_key",
             bool,
             False,
-            "Pass ANTHROPIC_API_KEY to the CLI. Off by default: with it the CLI bills the API key, not the subscription.",
+            "Pass ANTHROPIC_API_KEY to the CLI. Off by default: with it the CLI bills that key, not the subscription.",
         )
 
     def configure(self, updated: set[str]) -> None:
@@ -125,7 +129,11 @@ class ClaudeBridge:
             total_timeout=ctx.options.claude_total_timeout,
             allow_api_key=ctx.options.claude_allow_api_key,
         )
-        if "claude_allow_api_key" in updated and ctx.options.claude_allow_api_key and os.environ.get("ANTHROPIC_API_KEY"):
+        if (
+            "claude_allow_api_key" in updated
+            and ctx.options.claude_allow_api_key
+            and os.environ.get("ANTHROPIC_API_KEY")
+        ):
             logger.warning("claude_allow_api_key is on: the CLI will bill ANTHROPIC_API_KEY, not your subscription.")
         if "claude_bin" in updated and self._running:
             self.claude_version = None
@@ -164,7 +172,11 @@ class ClaudeBridge:
         if bridged is None or flow.response is None:
             return
         logger.info(
-            "%s %s -> %d %s", flow.request.method, flow.request.path, flow.response.status_code, bridged.report.summary()
+            "%s %s -> %d %s",
+            flow.request.method,
+            flow.request.path,
+            flow.response.status_code,
+            bridged.report.summary(),
         )
 
     def error(self, flow: http.HTTPFlow) -> None:
@@ -182,7 +194,9 @@ class ClaudeBridge:
             _respond(flow, 200 if self._running else 503, self._health())
         elif path == "/v1/models":
             _allow(method, "GET")
-            listed = [Model(id=name, created=MODELS_CREATED, owned_by="anthropic") for name in self.models.listed_names()]
+            listed = [
+                Model(id=name, created=MODELS_CREATED, owned_by="anthropic") for name in self.models.listed_names()
+            ]
             _respond(flow, 200, ModelList(data=listed).model_dump())
         elif path.startswith("/v1/models/"):
             _allow(method, "GET")
@@ -232,7 +246,9 @@ class ClaudeBridge:
             )
             out, _ = await asyncio.wait_for(proc.communicate(), 30)
         except (OSError, TimeoutError) as e:
-            logger.warning("Claude Code CLI not usable at %r (%s): requests will fail with 503.", self.settings.claude_bin, e)
+            logger.warning(
+                "Claude Code CLI not usable at %r (%s): requests will fail with 503.", self.settings.claude_bin, e
+            )
             return
         self.claude_version = out.decode().strip().split(" ")[0] or None
         logger.info("Claude Code CLI %s at %s", self.claude_version, self.settings.claude_bin)
@@ -251,7 +267,10 @@ async def _one(answer: Any) -> Any:
 def _allow(method: str, allowed: str) -> None:
     if method != allowed:
         raise OpenAIError(
-            405, f"Method {method} is not allowed here; use {allowed}.", code="method_not_allowed", headers={"Allow": allowed}
+            405,
+            f"Method {method} is not allowed here; use {allowed}.",
+            code="method_not_allowed",
+            headers={"Allow": allowed},
         )
 
 

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 
@@ -32,7 +32,7 @@ class Job:
     A job with `encode_event` is a stream; `end_of_stream` is written after its last item (OpenAI's `[DONE]`).
     """
 
-    produce: Callable[[], AsyncIterator[BaseModel]]
+    produce: Callable[[], AsyncGenerator[BaseModel]]
     encode_event: Callable[[BaseModel], bytes] | None = None
     end_of_stream: bytes = b""
 
@@ -46,7 +46,8 @@ class Backend:
     @property
     def port(self) -> int:
         assert self._server, "backend not started"
-        return self._server.sockets[0].getsockname()[1]
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
 
     @property
     def in_flight(self) -> int:
@@ -134,7 +135,9 @@ async def _write_job(job: Job, writer: asyncio.StreamWriter) -> None:
             await _write_head(writer, 200, {"Content-Type": "application/json"}, answer.model_dump_json().encode())
             return
         first = await anext(items, None)
-        await _write_head(writer, 200, {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"})
+        await _write_head(
+            writer, 200, {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
+        )
         if first is not None:
             await _write_chunk(writer, job.encode_event(first))
             try:
@@ -155,7 +158,9 @@ async def _write_job(job: Job, writer: asyncio.StreamWriter) -> None:
         await items.aclose()
 
 
-async def _write_head(writer: asyncio.StreamWriter, status: int, headers: dict[str, str], body: bytes | None = None) -> None:
+async def _write_head(
+    writer: asyncio.StreamWriter, status: int, headers: dict[str, str], body: bytes | None = None
+) -> None:
     lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}"]
     lines += [f"{name}: {value}" for name, value in headers.items()]
     lines.append("Connection: close")

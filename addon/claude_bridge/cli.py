@@ -6,7 +6,8 @@ import argparse
 from collections.abc import Sequence
 
 from mitmproxy import master, options
-from mitmproxy.tools import cmdline, main as mitmproxy_main
+from mitmproxy.tools import cmdline
+from mitmproxy.tools import main as mitmproxy_main
 
 from .addon import ClaudeBridge
 
@@ -20,8 +21,12 @@ def parser() -> argparse.ArgumentParser:
         description="Answer OpenAI API calls with the Claude Code CLI: point OPENAI_BASE_URL at http://127.0.0.1:3456/v1.",
     )
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on (default: %(default)s)")
-    p.add_argument("--listen-host", default="127.0.0.1", help="address to listen on (default: %(default)s, loopback only)")
-    p.add_argument("--web", action="store_true", help="run the mitmweb UI to inspect bridged flows, instead of terminal logs")
+    p.add_argument(
+        "--listen-host", default="127.0.0.1", help="address to listen on (default: %(default)s, loopback only)"
+    )
+    p.add_argument(
+        "--web", action="store_true", help="run the mitmweb UI to inspect bridged flows, instead of terminal logs"
+    )
     p.add_argument("--claude-bin", metavar="PATH", help="the Claude Code CLI to run (default: `claude` on PATH)")
     p.add_argument(
         "--set",

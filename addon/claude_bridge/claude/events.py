@@ -147,14 +147,14 @@ def parse(line: bytes) -> Event | None:
         raise MalformedLine(f"not JSON: {line[:200]!r}") from e
     if not isinstance(data, dict):
         raise MalformedLine(f"not a JSON object: {line[:200]!r}")
-    kind = data.get("type")
+    kind = str(data.get("type"))
     if kind == "stream_event":
         return _stream_event(data)
     model = _LINE_MODELS.get((kind, data.get("subtype"))) or _LINE_MODELS.get((kind, None))
     if model is None:
         return None
     try:
-        return model.model_validate(data)
+        return model.model_validate(data)  # type: ignore[return-value]  # the table holds only Event types
     except ValidationError as e:
         raise MalformedLine(f"unexpected {kind} line: {e}") from e
 
@@ -172,8 +172,8 @@ def _stream_event(data: dict[str, Any]) -> Event | None:
         usage = Usage.model_validate((event.get("message") or {}).get("usage") or {})
         return MessageStart(message_id, usage)
     if kind == "message_delta":
-        usage = event.get("usage") or {}
-        return MessageDelta(message_id, (event.get("delta") or {}).get("stop_reason"), usage.get("output_tokens"))
+        counts = event.get("usage") or {}
+        return MessageDelta(message_id, (event.get("delta") or {}).get("stop_reason"), counts.get("output_tokens"))
     if kind == "message_stop" and "abandoned_blocks" in data:
         return BlocksAbandoned(message_id)
     return None

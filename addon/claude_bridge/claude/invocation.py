@@ -59,7 +59,9 @@ SAFE_FLAGS = (
 MIN_THINKING_BUDGET = 1024
 
 
-def child_env(settings: ClaudeSettings, invocation: ClaudeInvocation, base: Mapping[str, str] = os.environ) -> dict[str, str]:
+def child_env(
+    settings: ClaudeSettings, invocation: ClaudeInvocation, base: Mapping[str, str] = os.environ
+) -> dict[str, str]:
     """The bridge's environment minus what would change who pays or make the CLI refuse to run."""
     env = {
         key: value

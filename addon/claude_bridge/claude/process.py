@@ -10,7 +10,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ class ClaudeProcess:
         except (BrokenPipeError, ConnectionResetError):
             logger.debug("claude pid %d closed stdin early", self.pid)
 
-    async def lines(self, idle_timeout: float) -> AsyncIterator[bytes]:
+    async def lines(self, idle_timeout: float) -> AsyncGenerator[bytes]:
         """stdout lines until EOF; raises IdleTimeout when the CLI goes quiet for `idle_timeout` seconds."""
         assert self._proc.stdout
         while True:

@@ -8,13 +8,13 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from types import TracebackType
 
 from . import events, transcript
 from .invocation import SAFE_FLAGS, ClaudeInvocation, ClaudeSettings, child_env
-from .process import ClaudeProcess, IdleTimeout
+from .process import ClaudeProcess
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class ClaudeRun:
     ) -> None:
         await self._cleanup()
 
-    async def events(self) -> AsyncIterator[events.Event]:
+    async def events(self) -> AsyncGenerator[events.Event]:
         """Parsed stdout events until the `result` line; raises on timeouts or an exit without a result."""
         assert self._process
         try:

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, SerializerFunctionWrapHandler, Tag, model_serializer
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    SerializerFunctionWrapHandler,
+    StrictBool,
+    StrictInt,
+    Tag,
+    model_serializer,
+)
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "function_call"]
 
@@ -73,18 +83,18 @@ ChatCompletionMessageParam = Annotated[
 
 
 class ChatCompletionStreamOptionsParam(_Request):
-    include_usage: bool | None = None
+    include_usage: StrictBool | None = None
 
 
 class ChatCompletionCreateParams(_Request):
     model: str = Field(min_length=1)
     messages: list[ChatCompletionMessageParam] = Field(min_length=1)
-    stream: bool | None = False
+    stream: StrictBool | None = False
     stream_options: ChatCompletionStreamOptionsParam | None = None
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: StrictInt | None = Field(default=None, ge=1)
+    max_completion_tokens: StrictInt | None = Field(default=None, ge=1)
     stop: str | list[str] | None = None
-    n: int | None = Field(default=None, ge=1)
+    n: StrictInt | None = Field(default=None, ge=1)
 
 
 class PromptTokensDetails(BaseModel):
@@ -140,7 +150,7 @@ class ChunkChoice(BaseModel):
     @model_serializer(mode="wrap")
     def _keep_nulls(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         """OpenAI sends `finish_reason` and `logprobs` as explicit nulls; some clients' schemas require the keys."""
-        data = handler(self)
+        data: dict[str, Any] = handler(self)
         data.setdefault("finish_reason", None)
         data.setdefault("logprobs", None)
         return data

@@ -6,7 +6,8 @@ import contextlib
 import dataclasses
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
+from typing import Literal
 
 from ..claude.events import Usage
 from ..claude.invocation import ClaudeSettings
@@ -52,23 +53,25 @@ def completion_usage(usage: Usage) -> CompletionUsage:
 
 async def completion_chunks(
     job: ChatJob, settings: ClaudeSettings, report: TurnReport
-) -> AsyncIterator[ChatCompletionChunk]:
+) -> AsyncGenerator[ChatCompletionChunk]:
     """The stream as OpenAI sends it: role in the first delta, a finish_reason chunk, then usage if asked."""
     chunk_id = "chatcmpl-" + secrets.token_hex(12)
     created = int(time.time())
 
     def chunk(choices: list[ChunkChoice], usage: CompletionUsage | None = None) -> ChatCompletionChunk:
-        return ChatCompletionChunk(id=chunk_id, created=created, model=job.requested_model, choices=choices, usage=usage)
+        return ChatCompletionChunk(
+            id=chunk_id, created=created, model=job.requested_model, choices=choices, usage=usage
+        )
 
-    role: dict[str, str] = {"role": "assistant"}
+    role: Literal["assistant"] | None = "assistant"  # only in the first delta
     scanner = StopScanner(job.stop)
     end = TurnEnd(None, Usage())
     async with contextlib.aclosing(turn(job.invocation, settings, report)) as items:
         async for item in items:
             text = scanner.feed(item.text) if isinstance(item, TurnText) else scanner.flush()
             if text:
-                yield chunk([ChunkChoice(delta=ChoiceDelta(content=text, **role))])
-                role = {}
+                yield chunk([ChunkChoice(delta=ChoiceDelta(role=role, content=text))])
+                role = None
             if isinstance(item, TurnEnd):
                 end = item
             elif scanner.stopped:
@@ -76,7 +79,7 @@ async def completion_chunks(
                 report.outcome = "stopped at a stop sequence"
                 break
     if role:
-        yield chunk([ChunkChoice(delta=ChoiceDelta(content="", **role))])
+        yield chunk([ChunkChoice(delta=ChoiceDelta(role=role, content=""))])
     yield chunk([ChunkChoice(delta=ChoiceDelta(), finish_reason=finish_reason(end.stop_reason))])
     if job.include_usage:
         yield chunk([], usage=completion_usage(end.usage))

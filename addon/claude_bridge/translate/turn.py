@@ -6,14 +6,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 from ..claude import events
 from ..claude.events import Usage
 from ..claude.invocation import ClaudeInvocation, ClaudeSettings
-from ..claude.run import ClaudeExited, ClaudeNotFound, ClaudeRun, TotalTimeout
 from ..claude.process import IdleTimeout
+from ..claude.run import ClaudeExited, ClaudeNotFound, ClaudeRun, TotalTimeout
 from ..openai.errors import OpenAIError
 from . import errors
 
@@ -59,7 +59,7 @@ def prompt_tokens(usage: Usage) -> int:
 
 async def turn(
     invocation: ClaudeInvocation, settings: ClaudeSettings, report: TurnReport
-) -> AsyncIterator[TurnText | TurnEnd]:
+) -> AsyncGenerator[TurnText | TurnEnd]:
     """Text as it streams, then one TurnEnd; failures raise OpenAIError with the CLI's own message.
 
     Close it with `aclose()` (or `contextlib.aclosing`) to end the run early: that stops and reaps the CLI.
@@ -75,7 +75,7 @@ async def turn(
     except (ClaudeNotFound, IdleTimeout, TotalTimeout, ClaudeExited, events.MalformedLine) as e:
         raise _failed(report, _cli_error(e, settings)) from None
     except OpenAIError as e:
-        raise _failed(report, e)
+        raise _failed(report, e) from e.__cause__
     except asyncio.CancelledError:
         report.outcome = "cancelled: the client disconnected"
         raise
@@ -106,7 +106,8 @@ class _Reader:
 
     def __init__(self, report: TurnReport) -> None:
         self.report = report
-        self._streamed: set[str] = set()
+        self._streamed: set[str] = set()  # messages whose text came as deltas
+        self._sent = False
         self._resets_at: int | None = None
 
     def read(self, event: events.Event) -> TurnText | TurnEnd | None:
@@ -116,10 +117,9 @@ class _Reader:
                 self._streamed.add(message_id)
                 return self._text(text)
             case events.AssistantMessage() if not event.is_api_error_message and event.message.id not in self._streamed:
-                # The CLI fell back to a non-streaming request: the whole text arrives at once.
-                self._streamed.add(event.message.id)
+                # The CLI fell back to a non-streaming request: each block's whole text arrives at once.
                 return self._text(event.text) if event.text else None
-            case events.BlocksAbandoned() | events.ApiRetry() | events.MessageStart() if self._streamed:
+            case events.BlocksAbandoned() | events.ApiRetry() | events.MessageStart() if self._sent:
                 # The API call broke off after text went out; the CLI's retry would send that text again.
                 raise OpenAIError(
                     502,
@@ -153,5 +153,6 @@ class _Reader:
         return None
 
     def _text(self, text: str) -> TurnText:
+        self._sent = True
         self.report.first_text = self.report.first_text or time.monotonic()
         return TurnText(text)
