@@ -10,7 +10,7 @@ import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from mitmproxy import ctx, exceptions, http
 
@@ -29,29 +29,35 @@ logger = logging.getLogger(__name__)
 MODELS_CREATED = 1_700_000_000
 
 
+class Origin(NamedTuple):
+    scheme: str
+    host: str
+    port: int
+    path: str
+    host_header: str | None
+
+
 @dataclass
 class BridgedFlow:
-    """A flow on its way through the backend: where it really went, and what the run reported."""
+    """A flow sent round through the backend: where the client really sent it, and what the run reported."""
 
     flow: http.HTTPFlow
     report: TurnReport
-    scheme: str = ""
-    host: str = ""
-    port: int = 0
-    path: str = ""
-    host_header: str | None = None
+    origin: Origin
     body: bytearray = field(default_factory=bytearray)
 
-    def __post_init__(self) -> None:
-        request = self.flow.request
-        self.scheme, self.host, self.port, self.path = request.scheme, request.host, request.port, request.path
-        self.host_header = request.host_header
+    @classmethod
+    def divert(cls, flow: http.HTTPFlow, report: TurnReport, port: int, path: str) -> BridgedFlow:
+        """Point the request at the loopback backend; `restore` undoes it once the response starts."""
+        request = flow.request
+        origin = Origin(request.scheme, request.host, request.port, request.path, request.host_header)
+        request.scheme, request.host, request.port, request.path = "http", "127.0.0.1", port, path
+        return cls(flow, report, origin)
 
     def restore(self) -> None:
-        """Show the flow under the URL the client asked for, not the loopback backend's."""
+        """Show the flow under the URL the client asked for, not the backend's."""
         request = self.flow.request
-        request.scheme, request.host, request.port, request.path = self.scheme, self.host, self.port, self.path
-        request.host_header = self.host_header
+        request.scheme, request.host, request.port, request.path, request.host_header = self.origin
 
     def tee(self, data: bytes) -> bytes:
         """Keeps a copy of the streamed body, and labels the flow once it ends (before `response` addons save it)."""
@@ -151,7 +157,7 @@ class ClaudeBridge:
     async def done(self) -> None:
         await self.backend.stop()
 
-    async def request(self, flow: http.HTTPFlow) -> None:
+    def request(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or flow.request.host not in ctx.options.bridge_hosts:
             return
         try:
@@ -224,10 +230,7 @@ class ClaudeBridge:
             )
         else:
             parked = backend.Job(produce=lambda: _one(completion(job, self.settings, report)))
-        self._flows[flow.id] = BridgedFlow(flow, report)
-        request = flow.request
-        request.scheme, request.host, request.port = "http", "127.0.0.1", self.backend.port
-        request.path = self.backend.park(parked)
+        self._flows[flow.id] = BridgedFlow.divert(flow, report, self.backend.port, self.backend.park(parked))
 
     def _health(self) -> dict[str, Any]:
         return {
