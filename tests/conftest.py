@@ -15,6 +15,7 @@ from pathlib import Path
 
 import openai
 import pytest
+
 from fake_anthropic import FakeAnthropic, Recorded
 
 ROOT = Path(__file__).resolve().parent.parent

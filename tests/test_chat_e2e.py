@@ -6,6 +6,7 @@ import time
 
 import openai
 import pytest
+
 from fake_anthropic import (
     ApiError,
     Gate,

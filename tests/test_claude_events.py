@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from claude_bridge.claude import events
 
 RECORDINGS = Path(__file__).resolve().parents[2] / "shared" / "reference" / "claude-cli"

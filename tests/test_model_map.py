@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from claude_bridge.openai.errors import OpenAIError
 from claude_bridge.translate.model_map import DEFAULT_MODEL_MAP, ModelMap
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import openai.types.chat as sdk
 import pytest
+
 from claude_bridge.claude.events import Usage
 from claude_bridge.openai import sse
 from claude_bridge.openai.chat import (

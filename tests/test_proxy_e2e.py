@@ -9,9 +9,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from mitmproxy import io
+
 from conftest import ROOT, Bridge, bridge_env, free_port
 from fake_anthropic import Reply
-from mitmproxy import io
 
 
 def call(url: str, method: str = "GET", body: bytes | None = None) -> tuple[int, dict, dict]:

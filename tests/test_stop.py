@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from claude_bridge.translate.stop import StopScanner
 
 

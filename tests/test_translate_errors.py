@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from claude_bridge.claude.events import Result
 from claude_bridge.openai.errors import OpenAIError
 from claude_bridge.translate import errors

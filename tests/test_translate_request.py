@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+
 from claude_bridge.claude.invocation import HistoryMessage
 from claude_bridge.openai.errors import OpenAIError
 from claude_bridge.translate.model_map import ModelMap

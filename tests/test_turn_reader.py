@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
+
 from claude_bridge.claude import events
 from claude_bridge.claude.events import Usage
 from claude_bridge.openai.errors import OpenAIError

@@ -1,0 +1,97 @@
+"""The addon's hooks in mitmproxy's test harness: options, routing, diversion to the backend and back."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from mitmproxy import exceptions
+from mitmproxy.addons.proxyserver import Proxyserver
+from mitmproxy.test import taddons, tflow, tutils
+
+from claude_bridge.addon import ClaudeBridge
+
+
+def openai_flow(method: str, path: str, body: dict | None = None, host: str = "api.openai.com"):
+    request = tutils.treq(
+        method=method.encode(), scheme=b"https", host=host, port=443, path=path.encode(),
+        content=json.dumps(body).encode() if body is not None else b"",
+    )  # fmt: skip
+    request.headers["Host"] = host
+    return tflow.tflow(req=request)
+
+
+@pytest.fixture
+async def bridge(claude_bin):
+    addon = ClaudeBridge()
+    with taddons.context(Proxyserver(), addon) as tctx:
+        tctx.configure(addon, claude_bin=claude_bin)
+        await addon.running()
+        yield addon
+        await addon.done()
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("bridge_model_map", ["no-equals-sign"]), ("claude_idle_timeout", 0), ("claude_max_retries", -1)],
+)
+def test_invalid_options_are_refused(option, value):
+    addon = ClaudeBridge()
+    with taddons.context(addon) as tctx, pytest.raises(exceptions.OptionsError):
+        tctx.configure(addon, **{option: value})
+
+
+async def test_running_makes_connections_lazy(bridge):
+    from mitmproxy import ctx
+
+    assert ctx.options.connection_strategy == "lazy"
+    assert bridge.claude_version == "2.1.331"
+
+
+async def test_other_hosts_are_left_alone(bridge):
+    flow = openai_flow("POST", "/v1/chat/completions", {"model": "sonnet"}, host="example.com")
+    bridge.request(flow)
+    assert flow.response is None
+    assert flow.request.host == "example.com"
+
+
+async def test_small_answers_are_made_in_place(bridge):
+    health, models, unknown = (
+        openai_flow("GET", "/health"),
+        openai_flow("GET", "/v1/models"),
+        openai_flow("GET", "/v1/files"),
+    )
+    for flow in (health, models, unknown):
+        bridge.request(flow)
+    assert json.loads(health.response.content)["claude"]["version"] == "2.1.331"
+    assert json.loads(models.response.content)["object"] == "list"
+    assert unknown.response.status_code == 404
+    assert unknown.comment.startswith("claude-bridge: refused with 404")
+
+
+async def test_chat_is_diverted_to_the_backend_and_restored_for_inspection(bridge):
+    flow = openai_flow(
+        "POST", "/v1/chat/completions?x=1", {"model": "sonnet", "messages": [{"role": "user", "content": "hi"}]}
+    )
+    bridge.request(flow)
+    assert flow.response is None
+    assert (flow.request.scheme, flow.request.host, flow.request.port) == ("http", "127.0.0.1", bridge.backend.port)
+    assert flow.request.path.startswith("/claude-bridge/jobs/")
+    assert len(flow.request.path) > len("/claude-bridge/jobs/") + 40, "job ids are unguessable"
+    flow.response = tutils.tresp()
+    bridge.responseheaders(flow)
+    assert flow.request.url == "https://api.openai.com/v1/chat/completions?x=1"
+    assert flow.request.host_header == "api.openai.com"
+    assert callable(flow.response.stream)
+
+
+async def test_a_flow_that_fails_before_the_backend_forgets_its_job(bridge):
+    flow = openai_flow(
+        "POST", "/v1/chat/completions", {"model": "sonnet", "messages": [{"role": "user", "content": "hi"}]}
+    )
+    bridge.request(flow)
+    job_path = flow.request.path
+    flow.error = tflow.terr()
+    bridge.error(flow)
+    assert flow.request.url == "https://api.openai.com/v1/chat/completions"
+    assert job_path.removeprefix("/claude-bridge/jobs/") not in bridge.backend._jobs
