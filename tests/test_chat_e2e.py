@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import time
+from pathlib import Path
 
 import openai
 import pytest
@@ -296,10 +298,7 @@ def test_client_disconnect_mid_stream_leaves_no_claude_process(bridge, fake):
     next(iter(stream))
     assert bridge.claude_children(), "the run is in progress"
     stream.close()
-    deadline = time.monotonic() + 2
-    while bridge.claude_children() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert bridge.claude_children() == []
+    wait_for_no_children(bridge)
 
 
 def test_missing_cli_is_503_saying_how_to_install(start_bridge, fake, tmp_path):
@@ -329,3 +328,41 @@ def test_thinking_stays_out_of_the_content(bridge, fake):
     fake.enqueue(Thinking(("secret reasoning",), ("visible", " answer")))
     stream = bridge.client().chat.completions.create(model="sonnet", messages=USER_HI, stream=True)
     assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "visible answer"
+
+
+def test_client_giving_up_before_any_text_leaves_no_claude_process(bridge, fake):
+    fake.enqueue(Stall(()))
+    with pytest.raises(openai.APITimeoutError):
+        bridge.client(timeout=1.0).chat.completions.create(model="sonnet", messages=USER_HI)
+    wait_for_no_children(bridge)
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGKILL"])
+def test_claude_processes_die_with_the_bridge(start_bridge, fake, signal_name):
+    bridge = start_bridge()
+    fake.enqueue(Stall(("stuck",)))
+    stream = bridge.client().chat.completions.create(model="sonnet", messages=USER_HI, stream=True)
+    next(iter(stream))
+    (pid,) = bridge.claude_children()
+    bridge.process.send_signal(getattr(signal, signal_name))
+    bridge.process.wait(10)
+    deadline = time.monotonic() + 5
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(pid)
+
+
+def alive(pid: int) -> bool:
+    """Running or sleeping; a zombie left to an init that does not reap is dead for our purpose."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
+def wait_for_no_children(bridge, seconds: float = 2.0) -> None:
+    deadline = time.monotonic() + seconds
+    while bridge.claude_children() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert bridge.claude_children() == []
