@@ -12,6 +12,7 @@ import pytest
 from fake_anthropic import (
     ApiError,
     Gate,
+    Hang,
     Reply,
     Stall,
     StreamError,
@@ -273,8 +274,8 @@ def test_error_after_text_is_an_in_stream_error_without_duplicated_text(bridge, 
     assert "broke off" in caught.value.message
 
 
-def test_idle_watchdog_ends_a_stalled_stream(start_bridge, fake):
-    bridge = start_bridge("claude_idle_timeout=1")
+def test_idle_watchdog_ends_a_stalled_stream(impatient_bridge, fake):
+    bridge = impatient_bridge
     fake.enqueue(Stall(("stalled ",)))
     stream = bridge.client().chat.completions.create(model="sonnet", messages=USER_HI, stream=True)
     with pytest.raises(openai.APIError) as caught:
@@ -283,13 +284,31 @@ def test_idle_watchdog_ends_a_stalled_stream(start_bridge, fake):
     assert bridge.claude_children() == []
 
 
-def test_idle_watchdog_gives_504_before_any_text(start_bridge, fake):
-    bridge = start_bridge("claude_idle_timeout=1")
-    fake.enqueue(Stall(()))
+@pytest.fixture(scope="module")
+def impatient_bridge(start_bridge):
+    return start_bridge("claude_idle_timeout=1", "claude_total_timeout=2")
+
+
+@pytest.mark.parametrize("silence", [Hang(), Stall(())], ids=["hang-before-headers", "stall-before-text"])
+def test_idle_watchdog_gives_504_before_any_text(impatient_bridge, fake, silence):
+    bridge = impatient_bridge
+    fake.enqueue(silence)
     with pytest.raises(openai.APIStatusError) as caught:
         bridge.client().chat.completions.create(model="sonnet", messages=USER_HI)
     assert caught.value.status_code == 504
     assert bridge.claude_children() == []
+
+
+def test_total_timeout_ends_a_slow_but_steady_stream(impatient_bridge, fake):
+    fake.enqueue(Reply(tuple(f"{n} " for n in range(10)), delay=0.5))
+    stream = impatient_bridge.client().chat.completions.create(model="sonnet", messages=USER_HI, stream=True)
+    received = []
+    with pytest.raises(openai.APIError) as caught:
+        for chunk in stream:
+            received += [chunk.choices[0].delta.content] if chunk.choices and chunk.choices[0].delta.content else []
+    assert 0 < len(received) < 10
+    assert "ran for 2 s" in caught.value.message
+    wait_for_no_children(impatient_bridge)
 
 
 def test_client_disconnect_mid_stream_leaves_no_claude_process(bridge, fake):
