@@ -18,6 +18,7 @@ from claude_bridge.openai.chat import (
     ChoiceDelta,
     ChunkChoice,
 )
+from claude_bridge.openai.errors import OpenAIError
 from claude_bridge.translate.chat import completion_usage
 
 USAGE = completion_usage(
@@ -47,21 +48,21 @@ def decode(event: bytes) -> dict[str, Any]:
 def test_content_chunk_has_null_finish_reason_and_logprobs_and_no_null_delta_keys(
     choice: ChunkChoice, delta: dict[str, str]
 ) -> None:
-    data = decode(sse.encode(chunk([choice])))
+    data = decode(sse.CHAT_COMPLETIONS.event(chunk([choice])))
     assert data["choices"] == [{"index": 0, "delta": delta, "finish_reason": None, "logprobs": None}]
     assert "usage" not in data
     sdk.ChatCompletionChunk.model_validate(data, strict=True)
 
 
 def test_finish_chunk_carries_its_reason() -> None:
-    data = decode(sse.encode(chunk([ChunkChoice(delta=ChoiceDelta(), finish_reason="length")])))
+    data = decode(sse.CHAT_COMPLETIONS.event(chunk([ChunkChoice(delta=ChoiceDelta(), finish_reason="length")])))
     assert data["choices"][0]["finish_reason"] == "length"
     assert data["object"] == "chat.completion.chunk"
     assert sdk.ChatCompletionChunk.model_validate(data, strict=True).choices[0].finish_reason == "length"
 
 
 def test_usage_chunk_has_no_choices() -> None:
-    data = decode(sse.encode(chunk([], usage=USAGE)))
+    data = decode(sse.CHAT_COMPLETIONS.event(chunk([], usage=USAGE)))
     assert data["choices"] == []
     parsed = sdk.ChatCompletionChunk.model_validate(data, strict=True)
     assert parsed.usage is not None
@@ -69,8 +70,10 @@ def test_usage_chunk_has_no_choices() -> None:
     assert parsed.usage.prompt_tokens_details and parsed.usage.prompt_tokens_details.cached_tokens == 4
 
 
-def test_done_marker() -> None:
-    assert sse.DONE == b"data: [DONE]\n\n"
+def test_stream_ends_with_done_and_errors_keep_the_whole_envelope() -> None:
+    assert sse.CHAT_COMPLETIONS.end == b"data: [DONE]\n\n"
+    error = decode(sse.CHAT_COMPLETIONS.error(OpenAIError(504, "too slow", "server_error")))
+    assert error == {"error": {"message": "too slow", "type": "server_error", "param": None, "code": None}}
 
 
 def test_completion_is_strictly_valid() -> None:

@@ -223,13 +223,9 @@ class ClaudeBridge:
         job = chat_job(parse_chat_request(flow.request.content or b""), self.models, ctx.options.bridge_history)
         report = TurnReport()
         if job.stream:
-            parked = backend.Job(
-                produce=lambda: completion_chunks(job, self.settings, report),
-                encode_event=sse.encode,
-                end_of_stream=sse.DONE,
-            )
+            parked = backend.Job(lambda: completion_chunks(job, self.settings, report), sse.CHAT_COMPLETIONS)
         else:
-            parked = backend.Job(produce=lambda: _one(completion(job, self.settings, report)))
+            parked = backend.Job(lambda: _one(completion(job, self.settings, report)))
         self._flows[flow.id] = BridgedFlow.divert(flow, report, self.backend.port, self.backend.park(parked))
 
     def _health(self) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from http import HTTPStatus
 
 from pydantic import BaseModel
 
+from .openai import sse
 from .openai.errors import OpenAIError
 
 logger = logging.getLogger(__name__)
@@ -29,12 +30,11 @@ MAX_HEADER_BYTES = 64 * 1024
 class Job:
     """A parked request: `produce` yields the SSE stream's items, or exactly one item for a JSON answer.
 
-    A job with `encode_event` is a stream; `end_of_stream` is written after its last item (OpenAI's `[DONE]`).
+    A job with an `sse` format is a stream; the format also says how an error after the first item is written.
     """
 
     produce: Callable[[], AsyncGenerator[BaseModel]]
-    encode_event: Callable[[BaseModel], bytes] | None = None
-    end_of_stream: bytes = b""
+    sse: sse.Format | None = None
 
 
 class Backend:
@@ -130,7 +130,7 @@ class Backend:
 async def _write_job(job: Job, writer: asyncio.StreamWriter) -> None:
     items = job.produce()
     try:
-        if job.encode_event is None:
+        if job.sse is None:
             answer = await anext(items)
             await _write_head(writer, 200, {"Content-Type": "application/json"}, answer.model_dump_json().encode())
             return
@@ -139,16 +139,16 @@ async def _write_job(job: Job, writer: asyncio.StreamWriter) -> None:
             writer, 200, {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
         )
         if first is not None:
-            await _write_chunk(writer, job.encode_event(first))
+            await _write_chunk(writer, job.sse.event(first))
             try:
                 async for item in items:
-                    await _write_chunk(writer, job.encode_event(item))
+                    await _write_chunk(writer, job.sse.event(item))
             except OpenAIError as e:
-                # Headers are sent: the error travels in the stream, and the body ends without [DONE].
-                await _write_chunk(writer, b"data: " + e.response().model_dump_json().encode() + b"\n\n")
+                # Headers are sent: the error travels in the stream, and the body ends without the end marker.
+                await _write_chunk(writer, job.sse.error(e))
                 await _end_body(writer)
                 return
-        await _write_chunk(writer, job.end_of_stream)
+        await _write_chunk(writer, job.sse.end)
         await _end_body(writer)
     except OpenAIError as e:
         # Nothing sent yet: the client gets a real HTTP status its retry logic understands.

@@ -1,11 +1,33 @@
-"""Server-sent events as OpenAI's Chat Completions stream writes them: `data:` lines only, no `event:`."""
+"""Server-sent events, as OpenAI's streaming endpoints write them."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from pydantic import BaseModel
 
-DONE = b"data: [DONE]\n\n"
+from .errors import OpenAIError
 
 
-def encode(model: BaseModel) -> bytes:
+@dataclass(frozen=True)
+class Format:
+    """How one endpoint frames its stream: each item, an error once the stream has begun, and the end marker."""
+
+    event: Callable[[BaseModel], bytes]
+    error: Callable[[OpenAIError], bytes]
+    end: bytes
+
+
+def _data(model: BaseModel) -> bytes:
+    """Unset optional fields are left out, as OpenAI does (`finish_reason` keeps its explicit null)."""
     return b"data: " + model.model_dump_json(exclude_none=True).encode() + b"\n\n"
+
+
+def _data_error(error: OpenAIError) -> bytes:
+    """The full error envelope, nulls included, as in a non-streamed error body."""
+    return b"data: " + error.response().model_dump_json().encode() + b"\n\n"
+
+
+# Chat Completions: `data:` lines only (older SDKs crash on `event:` lines), ended by `data: [DONE]`.
+CHAT_COMPLETIONS = Format(event=_data, error=_data_error, end=b"data: [DONE]\n\n")
