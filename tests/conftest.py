@@ -16,10 +16,21 @@ from pathlib import Path
 import openai
 import pytest
 
+from claude_bridge.claude import events
 from fake_anthropic import FakeAnthropic, Recorded
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_TOKEN = "sk-ant-oat01-test"
+RECORDINGS = Path(__file__).resolve().parent / "recordings"
+
+
+def recorded_lines(name: str) -> list[bytes]:
+    """The stdout lines of a recorded real CLI run (see recordings/README.md)."""
+    return [line for line in (RECORDINGS / f"{name}.stdout.jsonl").read_bytes().splitlines() if line.strip()]
+
+
+def recorded_events(name: str) -> list[events.Event]:
+    return [event for line in recorded_lines(name) if (event := events.parse(line)) is not None]
 
 
 @pytest.fixture(scope="session")

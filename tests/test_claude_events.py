@@ -7,13 +7,7 @@ from pathlib import Path
 import pytest
 
 from claude_bridge.claude import events
-
-RECORDINGS = Path(__file__).resolve().parents[2] / "shared" / "reference" / "claude-cli"
-
-
-def recording(name: str) -> list[events.Event]:
-    lines = (RECORDINGS / f"{name}.stdout.jsonl").read_bytes().splitlines()
-    return [event for line in lines if line.strip() and (event := events.parse(line)) is not None]
+from conftest import RECORDINGS, recorded_events
 
 
 @pytest.mark.parametrize("path", sorted(RECORDINGS.glob("*.stdout.jsonl")), ids=lambda path: path.name)
@@ -27,14 +21,14 @@ def test_recordings_are_present() -> None:
 
 
 def test_text_deltas_concatenate_to_the_answer() -> None:
-    parsed = recording("oauth_min")
+    parsed = recorded_events("oauth_min")
     deltas = [event for event in parsed if isinstance(event, events.TextDelta)]
     assert "".join(delta.text for delta in deltas) == "ECHO: hello"
     assert {delta.message_id for delta in deltas} == {"msg_fake_87dca477eb8e44b1ba53"}
 
 
 def test_a_plain_run_has_init_start_delta_and_successful_result() -> None:
-    parsed = recording("oauth_min")
+    parsed = recorded_events("oauth_min")
     init, start = parsed[0], parsed[1]
     assert isinstance(init, events.SystemInit) and init.model == "claude-sonnet-5-5"
     assert isinstance(start, events.MessageStart) and start.usage.input_tokens == 495
@@ -46,7 +40,7 @@ def test_a_plain_run_has_init_start_delta_and_successful_result() -> None:
 
 
 def test_api_error_result_carries_its_status() -> None:
-    parsed = recording("err_429")
+    parsed = recorded_events("err_429")
     assistant = next(event for event in parsed if isinstance(event, events.AssistantMessage))
     assert assistant.is_api_error_message
     result = parsed[-1]
@@ -55,13 +49,13 @@ def test_api_error_result_carries_its_status() -> None:
 
 
 def test_stream_failing_midway_abandons_its_blocks() -> None:
-    parsed = recording("err_stream_midway")
+    parsed = recorded_events("err_stream_midway")
     (abandoned,) = [event for event in parsed if isinstance(event, events.BlocksAbandoned)]
     assert abandoned.message_id == "msg_fake_07c8bed86c644b8daaa8"
 
 
 def test_retries_are_reported() -> None:
-    retries = [event for event in recording("retry2_529") if isinstance(event, events.ApiRetry)]
+    retries = [event for event in recorded_events("retry2_529") if isinstance(event, events.ApiRetry)]
     assert [(r.attempt, r.max_retries, r.error_status) for r in retries] == [(1, 2, 529), (2, 2, 529)]
 
 

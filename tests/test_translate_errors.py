@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 
 import pytest
 
 from claude_bridge.claude.events import Result
 from claude_bridge.openai.errors import OpenAIError
 from claude_bridge.translate import errors
-
-RECORDINGS = Path(__file__).resolve().parents[2] / "shared" / "reference" / "claude-cli"
+from conftest import recorded_events
 
 
 def recorded_result(name: str) -> Result:
-    lines = (RECORDINGS / f"{name}.stdout.jsonl").read_text().splitlines()
-    return Result.model_validate(next(json.loads(line) for line in lines if '"type":"result"' in line))
+    return next(event for event in recorded_events(name) if isinstance(event, Result))
 
 
 def failed(message: str, status: int | None) -> Result:

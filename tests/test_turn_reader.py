@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from pathlib import Path
 
 import pytest
 
@@ -11,13 +10,7 @@ from claude_bridge.claude import events
 from claude_bridge.claude.events import Usage
 from claude_bridge.openai.errors import OpenAIError
 from claude_bridge.translate.turn import TurnEnd, TurnReport, TurnText, _Reader
-
-RECORDINGS = Path(__file__).resolve().parents[2] / "shared" / "reference" / "claude-cli"
-
-
-def recording(name: str) -> list[events.Event]:
-    lines = (RECORDINGS / f"{name}.stdout.jsonl").read_bytes().splitlines()
-    return [event for line in lines if line.strip() and (event := events.parse(line)) is not None]
+from conftest import recorded_events
 
 
 def read(stream: Iterable[events.Event], report: TurnReport | None = None) -> list[TurnText | TurnEnd]:
@@ -61,14 +54,14 @@ THINKING = {"type": "thinking", "thinking": "hmm"}
     ],
 )
 def test_recorded_runs_send_each_text_once(name: str, texts: list[str]) -> None:
-    *sent, end = read(recording(name))
+    *sent, end = read(recorded_events(name))
     assert sent == [TurnText(text) for text in texts]
     assert isinstance(end, TurnEnd)
 
 
 def test_successful_run_ends_with_the_result_usage_and_fills_the_report() -> None:
     report = TurnReport()
-    *_, end = read(recording("oauth_min"), report)
+    *_, end = read(recorded_events("oauth_min"), report)
     assert end == TurnEnd("end_turn", Usage(input_tokens=495, output_tokens=2))
     assert report.claude_model == "claude-sonnet-5-5"
     assert report.usage == end.usage
@@ -81,7 +74,7 @@ def test_successful_run_ends_with_the_result_usage_and_fills_the_report() -> Non
 )
 def test_recorded_api_errors_raise_the_mapped_error_without_sending_the_error_text(name: str, status: int) -> None:
     reader = _Reader(TurnReport())
-    *before, result = recording(name)
+    *before, result = recorded_events(name)
     assert [reader.read(event) for event in before] == [None] * len(before)
     with pytest.raises(OpenAIError) as caught:
         reader.read(result)
@@ -135,7 +128,7 @@ def test_break_after_a_non_streamed_answer_is_stream_interrupted() -> None:
 
 
 def test_recorded_interrupt_after_text_is_stream_interrupted() -> None:
-    interrupted(recording("sigint_hang_mid"))
+    interrupted(recorded_events("sigint_hang_mid"))
 
 
 @pytest.mark.parametrize(
