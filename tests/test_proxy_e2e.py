@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import sys
 import urllib.error
@@ -122,3 +123,20 @@ def test_web_flag_serves_mitmweb_beside_the_bridge(start_bridge, fake):
     assert bridge.client().chat.completions.create(model="sonnet", messages=[{"role": "user", "content": "w"}])
     with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/?token=test-token", timeout=10) as response:
         assert b"<title>mitmproxy</title>" in response.read()
+
+
+def test_a_chunked_request_body_is_answered(bridge, fake):
+    body = json.dumps({"model": "sonnet", "messages": [{"role": "user", "content": "chunked"}]}).encode()
+    connection = http.client.HTTPConnection("127.0.0.1", bridge.port, timeout=30)
+    connection.request("POST", "/v1/chat/completions", body=iter([body[:10], body[10:]]), encode_chunked=True)
+    response = connection.getresponse()
+    assert response.status == 200
+    assert json.loads(response.read())["choices"][0]["message"]["content"] == "ECHO: chunked"
+
+
+def test_absurdly_nested_json_is_400_not_forwarded(bridge, fake):
+    nested = b'{"model": "sonnet", "messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    status, _, answer = call(bridge.url + "/v1/chat/completions", "POST", nested)
+    assert status == 400
+    assert answer["error"]["type"] == "invalid_request_error"
+    assert fake.requests == []

@@ -165,6 +165,12 @@ class ClaudeBridge:
         except OpenAIError as e:
             _respond(flow, e.status, e.response().model_dump(), e.headers)
             flow.comment = f"claude-bridge: refused with {e.status}: {e.error.message}"
+        except Exception:
+            # Fail closed: a flow left alone here would go to the real API with the app's key.
+            logger.exception("claude-bridge failed on %s %s", flow.request.method, flow.request.path.split("?")[0])
+            error = OpenAIError(500, "claude-bridge failed on this request; its log says why.", "server_error")
+            _respond(flow, 500, error.response().model_dump())
+            flow.comment = "claude-bridge: failed (see the log)"
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         bridged = self._flows.get(flow.id)

@@ -101,13 +101,9 @@ class Backend:
             return None
         request_line, *header_lines = head.decode("latin-1").split("\r\n")
         path = request_line.split(" ")[1] if request_line.count(" ") >= 2 else ""
-        length = 0
-        for line in header_lines:
-            name, _, value = line.partition(":")
-            if name.strip().lower() == "content-length":
-                length = int(value.strip())
+        headers = {name.strip().lower(): value.strip() for name, _, value in (h.partition(":") for h in header_lines)}
         # The body is the client's original request, kept on the flow for inspection; the job already holds it parsed.
-        await reader.readexactly(length)
+        await _skip_body(reader, headers)
         if not path.startswith(JOB_PATH_PREFIX):
             return None
         return self._jobs.pop(path.removeprefix(JOB_PATH_PREFIX), None)
@@ -115,7 +111,7 @@ class Backend:
     async def _answer(self, job: Job, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Run the job, cancelling it the moment mitmproxy drops the connection (the client went away)."""
         work = asyncio.create_task(_write_job(job, writer))
-        hangup = asyncio.create_task(reader.read(1))
+        hangup = asyncio.create_task(_until_eof(reader))
         try:
             done, _ = await asyncio.wait({work, hangup}, return_when=asyncio.FIRST_COMPLETED)
             if work not in done:
@@ -125,6 +121,22 @@ class Backend:
             work.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await work
+
+
+async def _skip_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> None:
+    """Read past the request body, whether mitmproxy forwards it with a length or chunked (as the client sent it)."""
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
+            await reader.readexactly(size + 2)
+        while await reader.readuntil(b"\r\n") != b"\r\n":  # trailers, then the blank line
+            pass
+    else:
+        await reader.readexactly(int(headers.get("content-length", "0")))
+
+
+async def _until_eof(reader: asyncio.StreamReader) -> None:
+    while await reader.read(64 * 1024):
+        pass
 
 
 async def _write_job(job: Job, writer: asyncio.StreamWriter) -> None:

@@ -115,7 +115,7 @@ def parse_chat_request(body: bytes) -> ChatCompletionCreateParams:
     """The request body validated, or a 400 naming the offending field as OpenAI does."""
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise OpenAIError(
             400,
             "We could not parse the JSON body of your request. The body must be a JSON object "
