@@ -140,3 +140,18 @@ def test_absurdly_nested_json_is_400_not_forwarded(bridge, fake):
     assert status == 400
     assert answer["error"]["type"] == "invalid_request_error"
     assert fake.requests == []
+
+
+def test_lone_surrogates_from_cut_emoji_are_carried(bridge, fake):
+    half_emoji = "\ud83d"  # what a JavaScript client sends when it cuts text mid-emoji; JSON allows it
+    messages = [
+        {"role": "system", "content": f"sys {half_emoji}"},
+        {"role": "user", "content": f"before {half_emoji}"},
+        {"role": "assistant", "content": "ok"},
+        {"role": "user", "content": f"cut {half_emoji} here"},
+    ]
+    body = json.dumps({"model": "sonnet", "messages": messages}).encode()
+    status, _, answer = call(bridge.url + "/v1/chat/completions", "POST", body)
+    assert status == 200
+    assert answer["choices"][0]["message"]["content"].startswith("ECHO: cut ")
+    assert len(fake.requests) == 1

@@ -14,6 +14,7 @@ import secrets
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from http import HTTPStatus
+from logging import DEBUG
 
 from pydantic import BaseModel
 
@@ -23,6 +24,7 @@ from .openai.errors import OpenAIError
 logger = logging.getLogger(__name__)
 
 JOB_PATH_PREFIX = "/claude-bridge/jobs/"
+SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
 MAX_HEADER_BYTES = 64 * 1024
 
 
@@ -141,33 +143,45 @@ async def _until_eof(reader: asyncio.StreamReader) -> None:
 
 async def _write_job(job: Job, writer: asyncio.StreamWriter) -> None:
     items = job.produce()
+    started = False
     try:
         if job.sse is None:
             answer = await anext(items)
             await _write_head(writer, 200, {"Content-Type": "application/json"}, answer.model_dump_json().encode())
             return
-        first = await anext(items, None)
-        await _write_head(
-            writer, 200, {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
-        )
-        if first is not None:
-            await _write_chunk(writer, job.sse.event(first))
-            try:
-                async for item in items:
-                    await _write_chunk(writer, job.sse.event(item))
-            except OpenAIError as e:
-                # Headers are sent: the error travels in the stream, and the body ends without the end marker.
-                await _write_chunk(writer, job.sse.error(e))
-                await _end_body(writer)
-                return
+        async for item in items:
+            if not started:
+                # Headers wait for the first item, so a failure before any text still gets a real HTTP status.
+                await _write_head(writer, 200, SSE_HEADERS)
+                started = True
+            await _write_chunk(writer, job.sse.event(item))
+        if not started:
+            await _write_head(writer, 200, SSE_HEADERS)
         await _write_chunk(writer, job.sse.end)
         await _end_body(writer)
     except OpenAIError as e:
-        # Nothing sent yet: the client gets a real HTTP status its retry logic understands.
-        headers = {"Content-Type": "application/json", **e.headers}
-        await _write_head(writer, e.status, headers, e.response().model_dump_json().encode())
+        await _write_error(writer, job, e, started)
+    except ConnectionError:
+        raise
+    except Exception as e:
+        # Named, not printed: an exception's text may quote the prompt.
+        logger.warning(
+            "claude-bridge failed while answering: %s", type(e).__name__, exc_info=logger.isEnabledFor(DEBUG)
+        )
+        failure = OpenAIError(500, "claude-bridge failed on this request; its log says why.", "server_error")
+        await _write_error(writer, job, failure, started)
     finally:
         await items.aclose()
+
+
+async def _write_error(writer: asyncio.StreamWriter, job: Job, error: OpenAIError, started: bool) -> None:
+    if started and job.sse is not None:
+        # Headers are sent: the error travels in the stream, and the body ends without the end marker.
+        await _write_chunk(writer, job.sse.error(error))
+        await _end_body(writer)
+    else:
+        headers = {"Content-Type": "application/json", **error.headers}
+        await _write_head(writer, error.status, headers, error.response().model_dump_json().encode())
 
 
 async def _write_head(

@@ -93,7 +93,8 @@ class ClaudeRun:
         # Always a system prompt of our own (empty when the client sent none): Claude Code's default prompt
         # describes a coding agent with tools, which is not what an OpenAI client asked for.
         prompt_file = run_dir / "system-prompt.txt"
-        prompt_file.write_text(inv.system_prompt or "", encoding="utf-8")
+        # Lone surrogates (text a JavaScript client cut mid-emoji) cannot be UTF-8: they become U+FFFD.
+        prompt_file.write_text(inv.system_prompt or "", encoding="utf-8", errors="replace")
         argv = [self.settings.claude_bin, *SAFE_FLAGS, "--model", inv.model, "--system-prompt-file", str(prompt_file)]
         if inv.history:
             transcript_file = run_dir / "transcript.jsonl"
@@ -110,4 +111,5 @@ class ClaudeRun:
 
 def _user_line(invocation: ClaudeInvocation) -> bytes:
     message = {"type": "user", "message": {"role": "user", "content": invocation.prompt}}
-    return json.dumps(message, ensure_ascii=False).encode() + b"\n"
+    # ASCII-only JSON carries any string, lone surrogates included, as escapes the CLI reads back.
+    return json.dumps(message).encode() + b"\n"

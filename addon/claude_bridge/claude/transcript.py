@@ -26,6 +26,6 @@ def write(history: Sequence[HistoryMessage], path: Path) -> None:
             "parentUuid": parent,
             "message": {"role": message.role, "content": message.content},
         }
-        lines.append(json.dumps(line, ensure_ascii=False))
+        lines.append(json.dumps(line))  # ASCII escapes: safe for any string, lone surrogates included
         parent = line_id
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path.write_text("\n".join(lines) + "\n", encoding="ascii")
