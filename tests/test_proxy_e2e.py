@@ -132,6 +132,7 @@ def test_a_chunked_request_body_is_answered(bridge, fake):
     response = connection.getresponse()
     assert response.status == 200
     assert json.loads(response.read())["choices"][0]["message"]["content"] == "ECHO: chunked"
+    assert response.getheader("Connection") != "close", "the backend's own connection handling stays inside"
 
 
 def test_absurdly_nested_json_is_400_not_forwarded(bridge, fake):

@@ -177,12 +177,15 @@ class ClaudeBridge:
         if bridged is None or flow.response is None:
             return
         bridged.restore()
+        # The backend closes each connection after its answer; the client's connection should stay reusable.
+        flow.response.headers.pop("Connection", None)
         flow.response.stream = bridged.tee
 
     def response(self, flow: http.HTTPFlow) -> None:
         bridged = self._flows.pop(flow.id, None)
         if bridged is None or flow.response is None:
             return
+        self._undivert(bridged)  # another addon may have answered it before the backend did
         logger.info(
             "%s %s -> %d %s",
             flow.request.method,
@@ -195,9 +198,16 @@ class ClaudeBridge:
         bridged = self._flows.pop(flow.id, None)
         if bridged is None:
             return
-        self.backend.unpark(flow.request.path)
-        bridged.restore()
+        self._undivert(bridged)
+        if flow.response is not None:
+            flow.response.content = bytes(bridged.body)  # what reached the client before the break
         flow.comment = bridged.report.summary()
+
+    def _undivert(self, bridged: BridgedFlow) -> None:
+        """For a flow that ended before its response streamed: forget its job and show its real URL."""
+        if bridged.flow.request.path.startswith(backend.JOB_PATH_PREFIX):
+            self.backend.unpark(bridged.flow.request.path)
+            bridged.restore()
 
     def _route(self, flow: http.HTTPFlow) -> None:
         method, path = flow.request.method, flow.request.path.split("?", 1)[0].rstrip("/")

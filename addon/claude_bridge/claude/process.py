@@ -25,6 +25,10 @@ class IdleTimeout(Exception):
     """The CLI printed nothing for longer than the idle limit."""
 
 
+class TotalTimeout(Exception):
+    """The run went past its deadline."""
+
+
 def _die_with_parent() -> None:
     """Runs in the child before exec: the kernel kills it if the bridge dies, even by SIGKILL."""
     libc = ctypes.CDLL(None, use_errno=True)
@@ -75,15 +79,21 @@ class ClaudeProcess:
         except (BrokenPipeError, ConnectionResetError):
             logger.debug("claude pid %d closed stdin early", self.pid)
 
-    async def lines(self, idle_timeout: float) -> AsyncGenerator[bytes]:
-        """stdout lines until EOF; raises IdleTimeout when the CLI goes quiet for `idle_timeout` seconds."""
+    async def lines(self, idle_timeout: float, deadline: float) -> AsyncGenerator[bytes]:
+        """stdout lines until EOF, each within `idle_timeout` seconds and before the loop-time `deadline`.
+
+        Only the read itself is timed: while the consumer holds a line (writing to a slow client), no clock runs
+        that could cancel it somewhere else.
+        """
         assert self._proc.stdout
+        loop = asyncio.get_running_loop()
         while True:
+            idle_end = loop.time() + idle_timeout
             try:
-                async with asyncio.timeout(idle_timeout):
+                async with asyncio.timeout_at(min(idle_end, deadline)):
                     line = await self._proc.stdout.readline()
             except TimeoutError:
-                raise IdleTimeout from None
+                raise (TotalTimeout if deadline <= idle_end else IdleTimeout) from None
             if not line:
                 return
             yield line

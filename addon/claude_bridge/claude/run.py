@@ -7,7 +7,6 @@ import json
 import logging
 import shutil
 import tempfile
-import time
 from collections.abc import AsyncGenerator
 from pathlib import Path
 from types import TracebackType
@@ -20,10 +19,6 @@ logger = logging.getLogger(__name__)
 
 
 class ClaudeNotFound(Exception):
-    pass
-
-
-class TotalTimeout(Exception):
     pass
 
 
@@ -46,7 +41,7 @@ class ClaudeRun:
     def __init__(self, invocation: ClaudeInvocation, settings: ClaudeSettings) -> None:
         self.invocation = invocation
         self.settings = settings
-        self.started = time.monotonic()
+        self._started = asyncio.get_running_loop().time()
         self._dir: Path | None = None
         self._process: ClaudeProcess | None = None
 
@@ -72,16 +67,13 @@ class ClaudeRun:
     async def events(self) -> AsyncGenerator[events.Event]:
         """Parsed stdout events until the `result` line; raises on timeouts or an exit without a result."""
         assert self._process
-        try:
-            async with asyncio.timeout(self.settings.total_timeout):
-                async for line in self._process.lines(self.settings.idle_timeout):
-                    event = events.parse(line)
-                    if event is not None:
-                        yield event
-                    if isinstance(event, events.Result):
-                        return
-        except TimeoutError:
-            raise TotalTimeout from None
+        deadline = self._started + self.settings.total_timeout
+        async for line in self._process.lines(self.settings.idle_timeout, deadline):
+            event = events.parse(line)
+            if event is not None:
+                yield event
+            if isinstance(event, events.Result):
+                return
         await self._process.wait()
         raise ClaudeExited(self._process.returncode, self._process.stderr_tail)
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from ..claude import events
 from ..claude.events import Usage
 from ..claude.invocation import ClaudeInvocation, ClaudeSettings
-from ..claude.process import IdleTimeout
-from ..claude.run import ClaudeExited, ClaudeNotFound, ClaudeRun, TotalTimeout
+from ..claude.process import IdleTimeout, TotalTimeout
+from ..claude.run import ClaudeExited, ClaudeNotFound, ClaudeRun
 from ..openai.errors import OpenAIError
 from . import errors
 
