@@ -80,10 +80,15 @@ def free_port() -> int:
 
 
 def bridge_env(home: Path, fake_url: str, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment a user's bridge would have, with the CLI pointed at the fake API."""
+    """The environment a user's bridge would have, with the CLI pointed at the fake API.
+
+    TMPDIR is the bridge's own, so a test can see every private run directory it makes.
+    """
+    (home / "tmp").mkdir(exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CLAUDE", "ANTHROPIC"))}
     return env | {
         "HOME": str(home),
+        "TMPDIR": str(home / "tmp"),
         "ANTHROPIC_BASE_URL": fake_url,
         "CLAUDE_CODE_OAUTH_TOKEN": TEST_TOKEN,
         **(extra or {}),
@@ -94,6 +99,7 @@ class Bridge:
     """A bridge process (`claude-bridge` or `mitmdump -s`) listening on 127.0.0.1:`port`."""
 
     def __init__(self, argv: list[str], env: dict[str, str], log: Path, port: int) -> None:
+        self.tmpdir = Path(env["TMPDIR"])
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log = log
@@ -127,6 +133,10 @@ class Bridge:
         return openai.AsyncOpenAI(
             base_url=self.url + "/v1", api_key="sk-test", max_retries=0, _strict_response_validation=True, **kwargs
         )
+
+    def run_dirs(self) -> list[Path]:
+        """Private run directories that still exist."""
+        return sorted(self.tmpdir.glob("claude-bridge-*"))
 
     def claude_children(self) -> list[int]:
         """Live `claude` processes started by the bridge (they run in their own sessions, so look by parent)."""

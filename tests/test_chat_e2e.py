@@ -37,6 +37,7 @@ def test_non_stream_completion_is_strictly_valid(bridge, fake):
     assert completion.model == "claude-sonnet-4"
     assert completion.choices[0].message.content == "Hello there"
     assert completion.choices[0].finish_reason == "stop"
+    assert bridge.run_dirs() == [], "the private run directory is removed"
     assert completion.usage.prompt_tokens == 16
     assert completion.usage.completion_tokens == 2
     assert completion.usage.total_tokens == 18
@@ -152,12 +153,13 @@ def test_max_tokens_is_honoured_and_reported_as_length(bridge, fake):
 
 
 def test_stop_sequence_cuts_the_text_and_ends_the_run(bridge, fake):
-    fake.enqueue(Reply(("one, tw", "o, STO", "P three", " four"), delay=0.05))
-    stream = bridge.client().chat.completions.create(model="sonnet", messages=USER_HI, stream=True, stop=["STOP"])
+    fake.enqueue(Stall(("one, tw", "o, STO", "P three")))  # the API would never finish: only the bridge can end it
+    client = bridge.client(timeout=10)
+    stream = client.chat.completions.create(model="sonnet", messages=USER_HI, stream=True, stop=["STOP"])
     chunks = list(stream)
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "one, two, "
     assert chunks[-1].choices[0].finish_reason == "stop"
-    assert bridge.claude_children() == []
+    wait_for_no_children(bridge)
 
 
 def test_unused_fields_are_ignored(bridge, fake):
@@ -281,7 +283,7 @@ def test_idle_watchdog_ends_a_stalled_stream(impatient_bridge, fake):
     with pytest.raises(openai.APIError) as caught:
         list(stream)
     assert "printed nothing for 1 s" in caught.value.message
-    assert bridge.claude_children() == []
+    wait_for_no_children(bridge)
 
 
 @pytest.fixture(scope="module")
@@ -296,7 +298,7 @@ def test_idle_watchdog_gives_504_before_any_text(impatient_bridge, fake, silence
     with pytest.raises(openai.APIStatusError) as caught:
         bridge.client().chat.completions.create(model="sonnet", messages=USER_HI)
     assert caught.value.status_code == 504
-    assert bridge.claude_children() == []
+    wait_for_no_children(bridge)
 
 
 def test_total_timeout_ends_a_slow_but_steady_stream(impatient_bridge, fake):
@@ -381,7 +383,9 @@ def alive(pid: int) -> bool:
 
 
 def wait_for_no_children(bridge, seconds: float = 2.0) -> None:
+    """No CLI left, and no private run directory either."""
     deadline = time.monotonic() + seconds
-    while bridge.claude_children() and time.monotonic() < deadline:
+    while (bridge.claude_children() or bridge.run_dirs()) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert bridge.claude_children() == []
+    assert bridge.run_dirs() == []
