@@ -78,6 +78,7 @@ class ClaudeBridge:
         self.claude_version: str | None = None
         self._flows: dict[str, BridgedFlow] = {}
         self._running = False
+        self._probe: asyncio.Task[None] | None = None
 
     def load(self, loader: Any) -> None:
         loader.add_option(
@@ -143,7 +144,7 @@ class ClaudeBridge:
             logger.warning("claude_allow_api_key is on: the CLI will bill ANTHROPIC_API_KEY, not your subscription.")
         if "claude_bin" in updated and self._running:
             self.claude_version = None
-            asyncio.get_running_loop().create_task(self._probe_claude())
+            self._probe = asyncio.get_running_loop().create_task(self._probe_claude())
 
     async def running(self) -> None:
         # With the default `eager`, mitmproxy would dial the real api.openai.com before we see the request.
@@ -259,12 +260,20 @@ class ClaudeBridge:
             proc = await asyncio.create_subprocess_exec(
                 self.settings.claude_bin, "--version", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
             )
-            out, _ = await asyncio.wait_for(proc.communicate(), 30)
-        except (OSError, TimeoutError) as e:
+        except OSError as e:
             logger.warning(
                 "Claude Code CLI not usable at %r (%s): requests will fail with 503.", self.settings.claude_bin, e
             )
             return
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), 30)
+        except TimeoutError:
+            logger.warning("`%s --version` did not answer in 30 s.", self.settings.claude_bin)
+            return
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
         self.claude_version = out.decode().strip().split(" ")[0] or None
         logger.info("Claude Code CLI %s at %s", self.claude_version, self.settings.claude_bin)
 

@@ -29,10 +29,14 @@ class TotalTimeout(Exception):
     """The run went past its deadline."""
 
 
+# Loaded once here: the function below runs in the forked child, where loading libraries is not safe.
+_libc = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+
+
 def _die_with_parent() -> None:
     """Runs in the child before exec: the kernel kills it if the bridge dies, even by SIGKILL."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    assert _libc is not None
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class ClaudeProcess:
@@ -52,7 +56,7 @@ class ClaudeProcess:
             env=dict(env),
             limit=LINE_LIMIT,
             start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            preexec_fn=_die_with_parent if _libc is not None else None,
         )
         logger.debug("spawned claude pid %d", proc.pid)
         return cls(proc)
@@ -104,19 +108,23 @@ class ClaudeProcess:
         return code
 
     async def stop(self, grace: float) -> None:
-        """Interrupt politely (SIGINT lets the CLI end its turn), then kill the whole group; always reap."""
-        if self._proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self._proc.send_signal(signal.SIGINT)
-            try:
-                async with asyncio.timeout(grace):
-                    await self._proc.wait()
-            except TimeoutError:
+        """Interrupt politely (SIGINT lets the CLI end its turn), then kill its group; always reap.
+
+        The group is only signalled while its leader is unreaped, so its id cannot have been reused.
+        """
+        try:
+            if self._proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    self._proc.send_signal(signal.SIGINT)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(grace):
+                        await self._proc.wait()
+        finally:
+            if self._proc.returncode is None:
                 logger.debug("claude pid %d ignored SIGINT for %.1fs; killing its group", self.pid, grace)
-        # The group may hold helpers the CLI started even after the CLI itself has exited.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self._proc.pid, signal.SIGKILL)
-        await asyncio.shield(self.wait())
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self._proc.pid, signal.SIGKILL)
+            await asyncio.shield(self.wait())
 
     async def _drain_stderr(self) -> None:
         assert self._proc.stderr

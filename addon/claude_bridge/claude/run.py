@@ -95,10 +95,12 @@ class ClaudeRun:
         return argv, child_env(self.settings, inv), cwd
 
     async def _cleanup(self) -> None:
-        if self._process is not None:
-            await self._process.stop(self.settings.interrupt_grace)
-        if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
+        try:
+            if self._process is not None:
+                await self._process.stop(self.settings.interrupt_grace)
+        finally:
+            if self._dir is not None:
+                shutil.rmtree(self._dir, ignore_errors=True)
 
 
 def _user_line(invocation: ClaudeInvocation) -> bytes:
