@@ -18,10 +18,10 @@ def read(stream: Iterable[events.Event], report: TurnReport | None = None) -> li
     reader = _Reader(report or TurnReport())
     items: list[TurnText | TurnEnd] = []
     for event in stream:
-        if (item := reader.read(event)) is not None:
+        for item in reader.read(event):
             items.append(item)
             if isinstance(item, TurnEnd):
-                break
+                return items
     return items
 
 
@@ -75,17 +75,17 @@ def test_successful_run_ends_with_the_result_usage_and_fills_the_report() -> Non
 def test_recorded_api_errors_raise_the_mapped_error_without_sending_the_error_text(name: str, status: int) -> None:
     reader = _Reader(TurnReport())
     *before, result = recorded_events(name)
-    assert [reader.read(event) for event in before] == [None] * len(before)
+    assert [list(reader.read(event)) for event in before] == [[]] * len(before)
     with pytest.raises(OpenAIError) as caught:
-        reader.read(result)
+        list(reader.read(result))
     assert caught.value.status == status
 
 
 def test_rate_limit_reset_time_reaches_retry_after() -> None:
     reader = _Reader(TurnReport())
-    reader.read(events.RateLimitEvent.model_validate({"rate_limit_info": {"status": "rejected", "resetsAt": 1}}))
+    list(reader.read(events.RateLimitEvent.model_validate({"rate_limit_info": {"status": "rejected", "resetsAt": 1}})))
     with pytest.raises(OpenAIError) as caught:
-        reader.read(events.Result(subtype="success", is_error=True, result="limited", api_error_status=429))
+        list(reader.read(events.Result(subtype="success", is_error=True, result="limited", api_error_status=429)))
     assert caught.value.headers == {"Retry-After": "1"}
 
 
@@ -165,3 +165,17 @@ def test_other_stop_reasons_wait_for_the_result() -> None:
         success(stop_reason="end_turn", usage=usage.model_dump()),
     ]
     assert read(stream) == [TurnText("hi"), TurnEnd("end_turn", usage)]
+
+
+def test_max_tokens_in_a_non_streamed_fallback_also_ends_the_turn() -> None:
+    line = events.AssistantMessage.model_validate(
+        {
+            "message": {
+                "id": "m9",
+                "model": "m",
+                "content": [{"type": "text", "text": "cut"}],
+                "stop_reason": "max_tokens",
+            }
+        }
+    )
+    assert read([line, success(stop_reason="end_turn")]) == [TurnText("cut"), TurnEnd("max_tokens", Usage())]

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterator
 from dataclasses import dataclass, field
 
 from ..claude import events
@@ -68,7 +68,7 @@ async def turn(
         async with ClaudeRun(invocation, settings) as run, contextlib.aclosing(run.events()) as stream:
             reader = _Reader(report)
             async for event in stream:
-                if (item := reader.read(event)) is not None:
+                for item in reader.read(event):
                     yield item
                     if isinstance(item, TurnEnd):
                         return
@@ -102,24 +102,26 @@ def _failed(report: TurnReport, error: OpenAIError) -> OpenAIError:
 
 
 class _Reader:
-    """Folds events into the report; returns the text to send, or the end of the turn."""
+    """Folds events into the report, and says what to send: text, then the end of the turn."""
 
     def __init__(self, report: TurnReport) -> None:
         self.report = report
         self._streamed: set[str] = set()  # messages whose text came as deltas
-        self._sent = False
         self._resets_at: int | None = None
 
-    def read(self, event: events.Event) -> TurnText | TurnEnd | None:
+    def read(self, event: events.Event) -> Iterator[TurnText | TurnEnd]:
         report = self.report
         match event:
             case events.TextDelta(message_id=message_id, text=text) if text:
                 self._streamed.add(message_id)
-                return self._text(text)
+                yield self._text(text)
             case events.AssistantMessage() if not event.is_api_error_message and event.message.id not in self._streamed:
                 # The CLI fell back to a non-streaming request: each block's whole text arrives at once.
-                return self._text(event.text) if event.text else None
-            case events.BlocksAbandoned() | events.ApiRetry() | events.MessageStart() if self._sent:
+                if event.text:
+                    yield self._text(event.text)
+                if event.message.stop_reason == "max_tokens":
+                    yield self._cut_off()
+            case events.BlocksAbandoned() | events.ApiRetry() | events.MessageStart() if report.first_text:
                 # The API call broke off after text went out; the CLI's retry would send that text again.
                 raise OpenAIError(
                     502,
@@ -134,8 +136,7 @@ class _Reader:
                 if output_tokens:
                     report.usage = report.usage.model_copy(update={"output_tokens": output_tokens})
                 if stop_reason == "max_tokens":
-                    # The CLI would ask the model to go on (up to 3 times); OpenAI's max_tokens means stop here.
-                    return TurnEnd("max_tokens", report.usage)
+                    yield self._cut_off()
             case events.SystemInit(model=model):
                 report.claude_model = model
             case events.RateLimitEvent(rate_limit_info=info):
@@ -149,10 +150,12 @@ class _Reader:
                 if event.is_error:
                     raise errors.from_result(event, rate_limit_resets_at=self._resets_at)
                 report.usage = event.usage
-                return TurnEnd(event.stop_reason, event.usage)
-        return None
+                yield TurnEnd(event.stop_reason, event.usage)
 
     def _text(self, text: str) -> TurnText:
-        self._sent = True
         self.report.first_text = self.report.first_text or time.monotonic()
         return TurnText(text)
+
+    def _cut_off(self) -> TurnEnd:
+        """The CLI would ask the model to go on (up to 3 times); OpenAI's max_tokens means stop here."""
+        return TurnEnd("max_tokens", self.report.usage)
