@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from claude_bridge.openai.errors import OpenAIError
-from claude_bridge.translate.model_map import DEFAULT_MODEL_MAP, ModelMap
+from claude_bridge.translate.model_map import ModelMap
 
 DEFAULT = ModelMap.from_entries([])
 
@@ -102,8 +102,11 @@ def test_malformed_entry_is_a_value_error(entry: str) -> None:
         ModelMap.from_entries([entry])
 
 
-def test_listed_names_are_the_sorted_exact_names() -> None:
-    names = ModelMap.from_entries(["my-model=opus", "team-*=haiku"]).listed_names()
+def test_listed_names_are_exact_names_and_the_names_patterns_extend() -> None:
+    table = ModelMap.from_entries(["my-model=opus", "team-*=haiku", "gpt-7*=opus"])
+    names = table.listed_names()
     assert names == sorted(names)
-    assert set(names) == {name for name in DEFAULT_MODEL_MAP if "*" not in name} | {"my-model"}
-    assert {"claude-sonnet-4", "gpt-4", "opus"} <= set(names)
+    assert {"claude-sonnet-4", "gpt-4", "opus", "my-model"} <= set(names)
+    assert {"gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-5", "o3", "gpt-7"} <= set(names), "apps pick from this list"
+    assert not {"team-", "claude-", "*", ""} & set(names)
+    assert all(table.resolve(name) for name in names)

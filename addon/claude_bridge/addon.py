@@ -240,9 +240,11 @@ class ClaudeBridge:
         job = chat_job(parse_chat_request(flow.request.content or b""), self.models, ctx.options.bridge_history)
         report = TurnReport()
         if job.stream:
-            parked = backend.Job(lambda: completion_chunks(job, self.settings, report), sse.CHAT_COMPLETIONS)
+            parked: backend.Job = backend.StreamJob(
+                lambda: completion_chunks(job, self.settings, report), sse.CHAT_COMPLETIONS
+            )
         else:
-            parked = backend.Job(lambda: _one(completion(job, self.settings, report)))
+            parked = backend.JsonJob(lambda: completion(job, self.settings, report))
         self._flows[flow.id] = BridgedFlow.divert(flow, report, self.backend.port, self.backend.park(parked))
 
     def _health(self) -> dict[str, Any]:
@@ -282,10 +284,6 @@ def _resolve_bin(claude_bin: str) -> str:
     """An absolute path: runs start in their own empty directory, where a relative path means nothing."""
     found = shutil.which(claude_bin)
     return os.path.abspath(found) if found else claude_bin
-
-
-async def _one(answer: Any) -> Any:
-    yield await answer
 
 
 def _allow(method: str, allowed: str) -> None:

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from logging import DEBUG
@@ -29,14 +29,21 @@ MAX_HEADER_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
-class Job:
-    """A parked request: `produce` yields the SSE stream's items, or exactly one item for a JSON answer.
+class StreamJob:
+    """A parked streaming request: its items, written as server-sent events in the endpoint's format."""
 
-    A job with an `sse` format is a stream; the format also says how an error after the first item is written.
-    """
+    items: Callable[[], AsyncGenerator[BaseModel]]
+    sse: sse.Format
 
-    produce: Callable[[], AsyncGenerator[BaseModel]]
-    sse: sse.Format | None = None
+
+@dataclass(frozen=True)
+class JsonJob:
+    """A parked request answered by one JSON object."""
+
+    answer: Callable[[], Awaitable[BaseModel]]
+
+
+Job = StreamJob | JsonJob
 
 
 class Backend:
@@ -142,23 +149,25 @@ async def _until_eof(reader: asyncio.StreamReader) -> None:
 
 
 async def _write_job(job: Job, writer: asyncio.StreamWriter) -> None:
-    items = job.produce()
     started = False
     try:
-        if job.sse is None:
-            answer = await anext(items)
-            await _write_head(writer, 200, {"Content-Type": "application/json"}, answer.model_dump_json().encode())
-            return
-        async for item in items:
-            if not started:
-                # Headers wait for the first item, so a failure before any text still gets a real HTTP status.
-                await _write_head(writer, 200, SSE_HEADERS)
-                started = True
-            await _write_chunk(writer, job.sse.event(item))
-        if not started:
-            await _write_head(writer, 200, SSE_HEADERS)
-        await _write_chunk(writer, job.sse.end)
-        await _end_body(writer)
+        match job:
+            case JsonJob(answer=answer):
+                body = (await answer()).model_dump_json().encode()
+                await _write_head(writer, 200, {"Content-Type": "application/json"}, body)
+            case StreamJob(items=items, sse=framing):
+                async with contextlib.aclosing(items()) as stream:
+                    async for item in stream:
+                        if not started:
+                            # Headers wait for the first item: a failure before any text gets a real HTTP status.
+                            await _write_head(writer, 200, SSE_HEADERS)
+                            started = True
+                        await _write_chunk(writer, framing.event(item))
+                if not started:
+                    await _write_head(writer, 200, SSE_HEADERS)
+                    started = True
+                await _write_chunk(writer, framing.end)
+                await _end_body(writer)
     except OpenAIError as e:
         await _write_error(writer, job, e, started)
     except ConnectionError:
@@ -170,12 +179,10 @@ async def _write_job(job: Job, writer: asyncio.StreamWriter) -> None:
         )
         failure = OpenAIError(500, "claude-bridge failed on this request; its log says why.", "server_error")
         await _write_error(writer, job, failure, started)
-    finally:
-        await items.aclose()
 
 
 async def _write_error(writer: asyncio.StreamWriter, job: Job, error: OpenAIError, started: bool) -> None:
-    if started and job.sse is not None:
+    if started and isinstance(job, StreamJob):
         # Headers are sent: the error travels in the stream, and the body ends without the end marker.
         await _write_chunk(writer, job.sse.error(error))
         await _end_body(writer)

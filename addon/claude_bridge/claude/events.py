@@ -30,7 +30,6 @@ class Usage(_Line):
 class SystemInit(_Line):
     model: str
     session_id: str
-    claude_code_version: str | None = None
 
 
 class ApiRetry(_Line):
@@ -42,7 +41,6 @@ class ApiRetry(_Line):
 
 
 class RateLimitInfo(_Line):
-    status: str | None = None
     resets_at: int | None = Field(default=None, alias="resetsAt")
 
 
@@ -81,7 +79,6 @@ class Result(_Line):
     stop_reason: str | None = None
     terminal_reason: str | None = None
     api_error_status: int | None = None
-    api_error_type: str | None = None
     total_cost_usd: float = 0.0
     duration_ms: int = 0
     usage: Usage = Usage()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 # Anthropic Messages API objects, as the CLI's stream-json input and transcripts carry them.
@@ -34,7 +34,6 @@ class ClaudeSettings:
     total_timeout: float = 900.0
     interrupt_grace: float = 2.0
     allow_api_key: bool = False
-    extra_env: Mapping[str, str] = field(default_factory=dict)
 
 
 # No tools, no user or project settings, no MCP servers, no slash commands, nothing saved: the CLI can only answer.
@@ -68,7 +67,6 @@ def child_env(
         for key, value in base.items()
         if not key.startswith("CLAUDECODE") and (settings.allow_api_key or key != "ANTHROPIC_API_KEY")
     }
-    env.update(settings.extra_env)
     env["DISABLE_AUTOUPDATER"] = "1"
     env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] = "1"
     env["CLAUDE_CODE_MAX_RETRIES"] = str(settings.max_retries)

@@ -45,7 +45,7 @@ SAME_NAME = "*"
 
 class ModelMap:
     def __init__(self, table: Mapping[str, str]) -> None:
-        self._exact = {name: model for name, model in table.items() if "*" not in name}
+        self._exact: dict[str, str] = {name: model for name, model in table.items() if "*" not in name}
         self._patterns = sorted(
             ((name, model) for name, model in table.items() if "*" in name),
             key=lambda item: len(item[0]),
@@ -83,5 +83,6 @@ class ModelMap:
         )
 
     def listed_names(self) -> list[str]:
-        """The names `/v1/models` lists: every exact entry (patterns are not model ids)."""
-        return sorted(self._exact)
+        """The names `/v1/models` lists: exact entries, and the plain names patterns extend (`gpt-4o*`: `gpt-4o`)."""
+        stems = {pattern[:-1] for pattern, _ in self._patterns if pattern.endswith("*")}
+        return sorted(self._exact.keys() | {stem for stem in stems if stem[-1:].isalnum() and "*" not in stem})

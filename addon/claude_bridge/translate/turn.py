@@ -143,7 +143,12 @@ class _Reader:
                 self._resets_at = info.resets_at or self._resets_at
             case events.ApiRetry():
                 logger.info(
-                    "Claude API answered %s; CLI retry %d of %d", event.error_status, event.attempt, event.max_retries
+                    "Claude API answered %s (%s); CLI retry %d of %d in %.1f s",
+                    event.error_status,
+                    event.error,
+                    event.attempt,
+                    event.max_retries,
+                    event.retry_delay_ms / 1000,
                 )
             case events.Result():
                 report.cost_usd = event.total_cost_usd
