@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
@@ -98,7 +99,17 @@ def bridge_env(home: Path, fake_url: str, extra: dict[str, str] | None = None) -
 class Bridge:
     """A bridge process (`claude-bridge` or `mitmdump -s`) listening on 127.0.0.1:`port`."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], log: Path, port: int) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        log: Path,
+        port: int,
+        confdir: Path | None = None,
+        proxy: bool = False,
+    ) -> None:
+        self.confdir = confdir
+        self.proxy = proxy
         self.tmpdir = Path(env["TMPDIR"])
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
@@ -117,7 +128,7 @@ class Bridge:
             if self.process.poll() is not None:
                 raise RuntimeError(f"bridge exited at start:\n{self.log.read_text()}")
             try:
-                with urllib.request.urlopen(self.url + "/health", timeout=1) as response:
+                with self.get("/health") as response:
                     if response.status == 200:
                         return
             except (urllib.error.URLError, ConnectionError):
@@ -133,6 +144,18 @@ class Bridge:
         return openai.AsyncOpenAI(
             base_url=self.url + "/v1", api_key="sk-test", max_retries=0, _strict_response_validation=True, **kwargs
         )
+
+    def get(self, path: str) -> Any:
+        """GET a bridge endpoint: directly in reverse mode, as a request for api.openai.com through a proxy mode."""
+        if not self.proxy:
+            return urllib.request.urlopen(self.url + path, timeout=1)
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": self.url}))
+        return opener.open("http://api.openai.com" + path, timeout=1)
+
+    @property
+    def ca_cert(self) -> Path:
+        assert self.confdir is not None
+        return self.confdir / "mitmproxy-ca-cert.pem"
 
     def run_dirs(self) -> list[Path]:
         """Private run directories that still exist."""
@@ -171,14 +194,25 @@ def start_bridge(tmp_path_factory: pytest.TempPathFactory, fake_server: FakeAnth
     """Start a bridge with extra `--set` options; every bridge started is stopped at the end of the session."""
     started: list[Bridge] = []
 
-    def start(*options: str, env: dict[str, str] | None = None, claude: str | None = None, web: bool = False) -> Bridge:
+    def start(
+        *options: str,
+        env: dict[str, str] | None = None,
+        claude: str | None = None,
+        web: bool = False,
+        mode: str | None = None,
+        confdir: Path | None = None,
+    ) -> Bridge:
         home = tmp_path_factory.mktemp("home")
         port = free_port()
         argv = [sys.executable, "-m", "claude_bridge", "--port", str(port), "--claude-bin", claude or claude_bin]
+        confdir = confdir or home / "certs"
+        argv += ["--confdir", str(confdir)]
         argv += ["--web"] if web else []
+        argv += ["--mode", mode] if mode else []
         for option in options:
             argv += ["--set", option]
-        bridge = Bridge(argv, bridge_env(home, fake_server.url, env), home / "bridge.log", port)
+        proxy = mode is not None and not mode.startswith("reverse")
+        bridge = Bridge(argv, bridge_env(home, fake_server.url, env), home / "bridge.log", port, confdir, proxy)
         started.append(bridge)
         return bridge
 

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 from mitmproxy import ctx, exceptions, http
 
-from . import backend
+from . import backend, interception
 from .claude.invocation import ClaudeSettings
 from .openai import sse
 from .openai.errors import OpenAIError
@@ -79,6 +79,7 @@ class ClaudeBridge:
         self._flows: dict[str, BridgedFlow] = {}
         self._running = False
         self._probe: asyncio.Task[None] | None = None
+        self._allow_hosts: list[str] = []
 
     def load(self, loader: Any) -> None:
         loader.add_option(
@@ -90,6 +91,15 @@ class ClaudeBridge:
             [],
             "Extra model-name mappings NAME=CLAUDE_MODEL over the built-in table; NAME may use * wildcards "
             "(the longest pattern wins; * alone catches every name), and a target of * passes the name through.",
+        )
+        loader.add_option(
+            "bridge_other_endpoints",
+            str,
+            "error",
+            "Other OpenAI endpoints on a bridged host (embeddings, audio, images, files, ...): error answers them "
+            "with an OpenAI-style 404 and nothing leaves the machine; passthrough sends them to the real API "
+            "with the app's own key.",
+            choices=("error", "passthrough"),
         )
         loader.add_option(
             "bridge_history",
@@ -119,6 +129,8 @@ class ClaudeBridge:
         )
 
     def configure(self, updated: set[str]) -> None:
+        if "bridge_hosts" in updated:
+            self._decrypt_only_bridged_hosts()
         if "bridge_model_map" in updated:
             try:
                 self.models = ModelMap.from_entries(ctx.options.bridge_model_map)
@@ -145,6 +157,15 @@ class ClaudeBridge:
         if "claude_bin" in updated and self._running:
             self.claude_version = None
             self._probe = asyncio.get_running_loop().create_task(self._probe_claude())
+
+    def _decrypt_only_bridged_hosts(self) -> None:
+        """Tunnel every other host untouched (pinned certificates, the CLI's own traffic) unless the user chose."""
+        patterns = interception.bridged_host_patterns(ctx.options.bridge_hosts)
+        if ctx.options.ignore_hosts or ctx.options.allow_hosts not in ([], self._allow_hosts):
+            logger.info("allow_hosts/ignore_hosts are set: the bridge leaves TLS interception to them.")
+            return
+        self._allow_hosts = patterns
+        ctx.options.update(allow_hosts=patterns)
 
     async def running(self) -> None:
         # With the default `eager`, mitmproxy would dial the real api.openai.com before we see the request.
@@ -229,10 +250,13 @@ class ClaudeBridge:
         elif path == "/v1/chat/completions":
             _allow(method, "POST")
             self._bridge_chat(flow)
+        elif ctx.options.bridge_other_endpoints == "passthrough":
+            flow.comment = "claude-bridge: passed through to the real API"
         else:
             raise OpenAIError(
                 404,
-                f"Invalid URL ({method} {path}): claude-bridge answers /v1/chat/completions, /v1/models and /health.",
+                f"Invalid URL ({method} {path}): claude-bridge answers /v1/chat/completions, /v1/models and /health "
+                "(set bridge_other_endpoints=passthrough to send other endpoints to the real API).",
                 code="unknown_url",
             )
 

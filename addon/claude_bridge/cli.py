@@ -1,26 +1,50 @@
-"""`claude-bridge`: mitmproxy with the bridge loaded, in reverse mode on 127.0.0.1:3456 unless told otherwise."""
+"""`claude-bridge`: mitmproxy with the bridge loaded, in reverse mode on 127.0.0.1:3456 unless told otherwise.
+
+`claude-bridge ca` says where the CA is and how to trust it; `claude-bridge proxy-env` prints proxy variables.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from mitmproxy import master, options
+from mitmproxy import hooks, master, options
+from mitmproxy.proxy import mode_specs
 from mitmproxy.tools import cmdline
 from mitmproxy.tools import main as mitmproxy_main
 
+from . import interception
 from .addon import ClaudeBridge
 
-DEFAULT_PORT = 3456
+REVERSE_PORT = 3456
 REVERSE_TARGET = "https://api.openai.com"
+# A checkout keeps its CA in certs/ (git-ignored); an installed copy uses mitmproxy's own ~/.mitmproxy.
+CHECKOUT_CERTS = Path(__file__).resolve().parents[2] / "certs"
+DEFAULT_CONFDIR = CHECKOUT_CERTS if (CHECKOUT_CERTS / "README.md").exists() else Path("~/.mitmproxy").expanduser()
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="claude-bridge",
-        description="Answer OpenAI API calls with the Claude Code CLI: point OPENAI_BASE_URL at http://127.0.0.1:3456/v1.",
+        description="Answer OpenAI API calls with the Claude Code CLI. Reverse mode: point OPENAI_BASE_URL at "
+        "http://127.0.0.1:3456/v1. Interception: --mode regular and HTTPS_PROXY=http://127.0.0.1:8080.",
+        epilog="Also: `claude-bridge ca` (where the CA is, how to trust it), "
+        "`claude-bridge proxy-env` (HTTPS_PROXY/NO_PROXY lines for a shell).",
     )
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on (default: %(default)s)")
+    p.add_argument(
+        "--mode",
+        action="append",
+        metavar="MODE",
+        help="reverse (default: reverse proxy for api.openai.com), regular (explicit/system proxy), "
+        "local[:PROCESS], transparent, wireguard, or any mitmproxy mode spec; repeat for several at once "
+        "(then give ports as MODE@PORT)",
+    )
+    p.add_argument(
+        "--port", type=int, help=f"port to listen on (default: {REVERSE_PORT} in reverse mode, else mitmproxy's)"
+    )
     p.add_argument(
         "--listen-host", default="127.0.0.1", help="address to listen on (default: %(default)s, loopback only)"
     )
@@ -28,6 +52,7 @@ def parser() -> argparse.ArgumentParser:
         "--web", action="store_true", help="run the mitmweb UI to inspect bridged flows, instead of terminal logs"
     )
     p.add_argument("--claude-bin", metavar="PATH", help="the Claude Code CLI to run (default: `claude` on PATH)")
+    p.add_argument("--confdir", type=Path, default=DEFAULT_CONFDIR, help="where the CA lives (default: %(default)s)")
     p.add_argument(
         "--set",
         metavar="NAME=VALUE",
@@ -39,8 +64,31 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def mitmproxy_args(args: argparse.Namespace) -> list[str]:
-    argv = ["--mode", f"reverse:{REVERSE_TARGET}@{args.port}", "--listen-host", args.listen_host]
+def mode_specs_for(modes: Sequence[str], port: int | None) -> list[str]:
+    """mitmproxy mode specs: `reverse` means reverse to api.openai.com on 3456, and --port sets a single mode's port."""
+    if port is not None and len(modes) > 1:
+        raise ValueError("--port applies to one mode; with several, give each its port as MODE@PORT")
+    specs = []
+    for mode in modes:
+        name, at, listen_port = mode.partition("@")
+        if name == "reverse":
+            name, at, listen_port = f"reverse:{REVERSE_TARGET}", "@", listen_port or str(REVERSE_PORT)
+        if port is not None:
+            at, listen_port = "@", str(port)
+        spec = name + at + listen_port
+        try:
+            mode_specs.ProxyMode.parse(spec)
+        except ValueError as e:
+            raise ValueError(f"--mode {mode}: {e}") from e
+        specs.append(spec)
+    return specs
+
+
+def mitmproxy_args(args: argparse.Namespace, specs: Sequence[str]) -> list[str]:
+    argv = []
+    for spec in specs:
+        argv += ["--mode", spec]
+    argv += ["--listen-host", args.listen_host, "--set", f"confdir={args.confdir}"]
     # The bridge logs one line per request; mitmproxy's own flow lines would repeat it.
     argv += ["--set", "flow_detail=0"]
     if args.claude_bin:
@@ -56,18 +104,37 @@ def _with_bridge(master_cls: type[master.Master]) -> type[master.Master]:
     class BridgeMaster(master_cls):  # type: ignore[misc,valid-type]
         def __init__(self, opts: options.Options, *a: object, **kw: object) -> None:
             super().__init__(opts, *a, **kw)
-            self.addons.add(ClaudeBridge())
+            bridge = ClaudeBridge()
+            self.addons.add(bridge)
+            # As mitmproxy's script loader does: an addon added in code sees every option once.
+            self.addons.invoke_addon_sync(bridge, hooks.ConfigureHook(set(opts.keys())))
 
     return BridgeMaster
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["ca"]:
+        print(interception.ca_help(DEFAULT_CONFDIR))
+        return
+    if argv[:1] == ["proxy-env"]:
+        print(interception.proxy_env(os.environ.get("CLAUDE_BRIDGE_PROXY", "http://127.0.0.1:8080")))
+        return
     args = parser().parse_args(argv)
+    try:
+        specs = mode_specs_for(args.mode or ["reverse"], args.port)
+    except ValueError as e:
+        parser().error(str(e))
+    if problems := interception.mode_problems(specs):
+        sys.exit("claude-bridge cannot start:\n" + "\n".join(f"  - {problem}" for problem in problems))
+    for note in interception.mode_notes(specs):
+        print(f"claude-bridge: {note}", file=sys.stderr)
+    mitmproxy_argv = mitmproxy_args(args, specs)
     if args.web:
         from mitmproxy.tools.web.master import WebMaster
 
-        mitmproxy_main.run(_with_bridge(WebMaster), cmdline.mitmweb, mitmproxy_args(args))
+        mitmproxy_main.run(_with_bridge(WebMaster), cmdline.mitmweb, mitmproxy_argv)
     else:
         from mitmproxy.tools.dump import DumpMaster
 
-        mitmproxy_main.run(_with_bridge(DumpMaster), cmdline.mitmdump, mitmproxy_args(args))
+        mitmproxy_main.run(_with_bridge(DumpMaster), cmdline.mitmdump, mitmproxy_argv)
