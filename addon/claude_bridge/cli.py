@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -118,7 +117,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(interception.ca_help(DEFAULT_CONFDIR))
         return
     if argv[:1] == ["proxy-env"]:
-        print(interception.proxy_env(os.environ.get("CLAUDE_BRIDGE_PROXY", "http://127.0.0.1:8080")))
+        where = argparse.ArgumentParser(prog="claude-bridge proxy-env", description="Proxy variables for a shell.")
+        where.add_argument("--host", default="127.0.0.1", help="the bridge's address (default: %(default)s)")
+        where.add_argument("--port", type=int, default=8080, help="its regular-mode port (default: %(default)s)")
+        proxy = where.parse_args(argv[1:])
+        print(interception.proxy_env(f"http://{proxy.host}:{proxy.port}"))
         return
     args = parser().parse_args(argv)
     try:

@@ -1,0 +1,71 @@
+"""The `claude-bridge` command line: modes, ports, the `ca` and `proxy-env` helpers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from claude_bridge import cli, interception
+
+
+@pytest.mark.parametrize(
+    ("modes", "port", "specs"),
+    [
+        (["reverse"], None, ["reverse:https://api.openai.com@3456"]),
+        (["reverse"], 9000, ["reverse:https://api.openai.com@9000"]),
+        (["reverse@9001"], None, ["reverse:https://api.openai.com@9001"]),
+        (["regular"], None, ["regular"]),
+        (["regular"], 9090, ["regular@9090"]),
+        (["regular@8081", "reverse"], None, ["regular@8081", "reverse:https://api.openai.com@3456"]),
+        (["local:curl", "wireguard", "transparent"], None, ["local:curl", "wireguard", "transparent"]),
+        (["reverse:https://example.com@7000"], None, ["reverse:https://example.com@7000"]),
+    ],
+)
+def test_mode_specs(modes, port, specs):
+    assert cli.mode_specs_for(modes, port) == specs
+
+
+@pytest.mark.parametrize(
+    ("modes", "port", "message"), [(["bogus"], None, "--mode bogus"), (["regular", "reverse"], 1, "MODE@PORT")]
+)
+def test_bad_modes_are_refused_with_a_reason(modes, port, message):
+    with pytest.raises(ValueError, match=message):
+        cli.mode_specs_for(modes, port)
+
+
+def test_local_capture_without_root_on_linux_is_refused_up_front(monkeypatch):
+    monkeypatch.setattr(interception.sys, "platform", "linux")
+    monkeypatch.setattr(interception.os, "geteuid", lambda: 1000)
+    (problem,) = interception.mode_problems(["local:curl"])
+    assert "needs root" in problem
+    assert interception.mode_problems(["regular", "wireguard", "reverse:https://api.openai.com@3456"]) == []
+
+
+def test_launcher_exits_with_the_problem(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "claude_bridge", "--mode", "nonsense"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "--mode nonsense" in result.stderr
+
+
+def test_ca_says_where_the_ca_is_and_how_to_trust_it():
+    result = subprocess.run([sys.executable, "-m", "claude_bridge", "ca"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    assert f"{cli.DEFAULT_CONFDIR / 'mitmproxy-ca-cert.pem'}" in result.stdout
+    assert "trust-ca" in result.stdout and "NODE_EXTRA_CA_CERTS" in result.stdout and "SSL_CERT_FILE" in result.stdout
+
+
+def test_proxy_env_is_sourceable_by_a_shell():
+    printed = subprocess.run(
+        [sys.executable, "-m", "claude_bridge", "proxy-env", "--port", "8111"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    seen = subprocess.run(
+        ["sh", "-c", printed + '\necho "$HTTPS_PROXY|$NO_PROXY|$NODE_USE_ENV_PROXY"'], capture_output=True, text=True
+    )
+    assert seen.stdout.strip() == "http://127.0.0.1:8111|localhost,127.0.0.1,::1|1"
