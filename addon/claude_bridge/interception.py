@@ -28,10 +28,10 @@ def ca_help(confdir: Path) -> str:
 CA certificate: {cert}{state}
 CA private key: {key}  (mode 0600; never share or commit it)
 
-Trust it system-wide (Debian/Ubuntu, Fedora/RHEL, macOS; asks for sudo):
-  {scripts / "trust-ca"}
-and undo with:
-  {scripts / "untrust-ca"}
+Trust it system-wide (Debian/Ubuntu, Fedora/RHEL, macOS; asks for sudo) and set the variables in this shell:
+  eval "$({scripts / "trust-ca"})"
+(`--dry-run` only shows the commands and prints the variables), and undo with:
+  eval "$({scripts / "untrust-ca"})"
 
 Runtimes that ignore the system store need a variable in the app's environment:
   export NODE_EXTRA_CA_CERTS={cert}   # Node.js
