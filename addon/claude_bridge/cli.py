@@ -20,6 +20,7 @@ from .addon import ClaudeBridge
 
 REVERSE_PORT = 3456
 REVERSE_TARGET = "https://api.openai.com"
+WEB_COLUMNS = ("tls", "icon", "path", "method", "status", "size", "time", "comment")
 # A checkout keeps its CA in certs/ (git-ignored); an installed copy uses mitmproxy's own ~/.mitmproxy.
 CHECKOUT_CERTS = Path(__file__).resolve().parents[2] / "certs"
 DEFAULT_CONFDIR = CHECKOUT_CERTS if (CHECKOUT_CERTS / "README.md").exists() else Path("~/.mitmproxy").expanduser()
@@ -90,6 +91,9 @@ def mitmproxy_args(args: argparse.Namespace, specs: Sequence[str]) -> list[str]:
     argv += ["--listen-host", args.listen_host, "--set", f"confdir={args.confdir}"]
     # The bridge logs one line per request; mitmproxy's own flow lines would repeat it.
     argv += ["--set", "flow_detail=0"]
+    if args.web:
+        # mitmweb's default columns plus the comment, where the bridge says what it did.
+        argv += [arg for column in WEB_COLUMNS for arg in ("--set", f"web_columns={column}")]
     if args.claude_bin:
         argv += ["--set", f"claude_bin={args.claude_bin}"]
     for setting in args.setoptions:
