@@ -7,11 +7,12 @@ import json
 import ssl
 import stat
 import subprocess
+import sys
 
 import openai
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, Bridge, bridge_env, free_port
 from tls_server import TlsServer
 
 # Test machines preset these; trust must come from what each test sets, not from the machine.
@@ -70,6 +71,7 @@ def test_reverse_mode_port_also_speaks_tls(bridge, fake, monkeypatch):
     )
     stream = client.chat.completions.create(model="sonnet", messages=USER_HI, stream=True)
     assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "ECHO: hi"
+    assert client.chat.completions.create(model="sonnet", messages=USER_HI).choices[0].message.content == "ECHO: hi"
 
 
 def test_other_hosts_are_tunnelled_untouched(proxy_bridge, stand_in):
@@ -120,3 +122,19 @@ def test_ca_is_made_in_certs_with_a_private_key_git_never_shows(start_bridge):
         ["git", "status", "--porcelain", "--untracked-files=all", "certs"], cwd=ROOT, capture_output=True, text=True
     )
     assert status.returncode == 0 and status.stdout == ""
+
+
+def test_several_modes_at_once(tmp_path, fake, claude_bin, monkeypatch):
+    regular, reverse, wireguard = free_port(), free_port(), free_port()
+    argv = [sys.executable, "-m", "claude_bridge", "--claude-bin", claude_bin, "--confdir", str(tmp_path / "certs")]
+    argv += ["--mode", f"regular@{regular}", "--mode", f"reverse@{reverse}", "--mode", f"wireguard@{wireguard}"]
+    as_proxy = Bridge(argv, bridge_env(tmp_path, fake.url), tmp_path / "bridge.log", regular, tmp_path / "certs", True)
+    try:
+        reverse_client = openai.OpenAI(base_url=f"http://127.0.0.1:{reverse}/v1", api_key="x", max_retries=0)
+        assert reverse_client.chat.completions.create(model="sonnet", messages=USER_HI).choices[0].message.content
+        app = hard_coded_app(as_proxy, monkeypatch)
+        assert app.chat.completions.create(model="gpt-4o", messages=USER_HI).choices[0].message.content == "ECHO: hi"
+        log = as_proxy.log.read_text()
+        assert f"WireGuard server listening at 127.0.0.1:{wireguard}" in log
+    finally:
+        as_proxy.stop()
