@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import os
 import shlex
 import shutil
-import socket
-import ssl
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import hashes
+
+from tls_server import TlsServer, cert_pem, key_pem, make_ca
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 ANCHORS = {
@@ -30,36 +25,11 @@ SYSTEM_BUNDLES = {
     "fedora": "etc/pki/tls/certs/ca-bundle.crt",
     "macos": "etc/ssl/cert.pem",
 }
-PEM = serialization.Encoding.PEM
-
-
-def make_cert(cn: str, issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None = None):
-    """A CA certificate and key, or with `issuer` a 127.0.0.1 server certificate signed by it."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    builder = (
-        x509.CertificateBuilder().subject_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=7))
-    )  # fmt: skip
-    if issuer is None:
-        builder = builder.issuer_name(name).add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        builder = builder.add_extension(x509.KeyUsage(*[False] * 5, True, True, False, False), True)
-        return builder.sign(key, hashes.SHA256()), key
-    builder = builder.issuer_name(issuer[0].subject).add_extension(
-        x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
-    )
-    return builder.sign(issuer[1], hashes.SHA256()), key
-
-
-def key_pem(key) -> bytes:
-    return key.private_bytes(PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
 
 
 @pytest.fixture(scope="module")
 def bridge_ca():
-    return make_cert("mitmproxy")
+    return make_ca("mitmproxy")
 
 
 @pytest.fixture
@@ -68,26 +38,26 @@ def confdir(tmp_path, bridge_ca) -> Path:
     certs = tmp_path / "certs"
     certs.mkdir()
     cert, key = bridge_ca
-    (certs / "mitmproxy-ca-cert.pem").write_bytes(cert.public_bytes(PEM))
-    (certs / "mitmproxy-ca.pem").write_bytes(key_pem(key) + cert.public_bytes(PEM))
+    (certs / "mitmproxy-ca-cert.pem").write_bytes(cert_pem(cert))
+    (certs / "mitmproxy-ca.pem").write_bytes(key_pem(key) + cert_pem(cert))
     return certs
 
 
 @pytest.fixture
 def system_ca():
-    return make_cert("Some Public Root CA")[0]
+    return make_ca("Some Public Root CA")[0]
 
 
 def fake_system(root: Path, platform: str, system_ca: x509.Certificate) -> None:
     """The directories the platform's store already has, and a system bundle holding one CA."""
     bundle = root / SYSTEM_BUNDLES[platform]
     bundle.parent.mkdir(parents=True)
-    bundle.write_bytes(system_ca.public_bytes(PEM))
+    bundle.write_bytes(cert_pem(system_ca))
     if platform in ANCHORS:
         (root / ANCHORS[platform]).parent.mkdir(parents=True)
     if platform == "debian":  # what update-ca-certificates rebuilds the bundle from
         (root / "usr/share/ca-certificates/public").mkdir(parents=True)
-        (root / "usr/share/ca-certificates/public/root.crt").write_bytes(system_ca.public_bytes(PEM))
+        (root / "usr/share/ca-certificates/public/root.crt").write_bytes(cert_pem(system_ca))
         (root / "etc/ca-certificates.conf").write_text("public/root.crt\n")
 
 
@@ -162,7 +132,7 @@ def test_fedora_store_refresh_is_printed_not_run_under_a_trust_root(tmp_path, co
                     reason="needs Debian's update-ca-certificates")  # fmt: skip
 def test_debian_refresh_adds_our_ca_to_the_system_bundle_and_untrust_takes_it_out(tmp_path, confdir, bridge_ca):
     root, ours = tmp_path / "root", bridge_ca[0].fingerprint(hashes.SHA256())
-    fake_system(root, "debian", make_cert("Some Public Root CA")[0])
+    fake_system(root, "debian", make_ca("Some Public Root CA")[0])
     assert run("trust-ca", root, "debian", "--cert", confdir / "mitmproxy-ca-cert.pem").returncode == 0
     assert ours in fingerprints(root / SYSTEM_BUNDLES["debian"])
     assert (root / "etc/ssl/certs/claude-bridge-mitmproxy.pem").is_symlink()
@@ -234,29 +204,9 @@ def test_macos_dry_run_prints_the_keychain_commands_and_exports(macos, confdir, 
 
 @pytest.fixture
 def tls_server(tmp_path, bridge_ca):
-    """https://127.0.0.1:PORT/ answering 'ok' with a certificate issued by the bridge's CA, like the bridge does."""
-    leaf, key = make_cert("api.openai.com", issuer=bridge_ca)
-    (tmp_path / "leaf.pem").write_bytes(leaf.public_bytes(PEM) + key_pem(key))
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(tmp_path / "leaf.pem")
-    listener = socket.create_server(("127.0.0.1", 0))
-
-    def serve():
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            try:
-                with context.wrap_socket(conn, server_side=True) as tls:
-                    tls.recv(65536)
-                    tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
-            except (ssl.SSLError, OSError):
-                pass  # a client that does not trust the CA hangs up
-
-    threading.Thread(target=serve, daemon=True).start()
-    yield f"https://127.0.0.1:{listener.getsockname()[1]}/"
-    listener.close()
+    """https://127.0.0.1:PORT/ with a certificate issued by the bridge's CA, as the bridge presents one."""
+    with TlsServer(tmp_path, bridge_ca) as server:
+        yield f"https://127.0.0.1:{server.port}/"
 
 
 CLIENTS = {
@@ -274,4 +224,4 @@ def test_exported_variables_make_clients_trust_the_bridge(client, tls_server, tm
     assert subprocess.run([*CLIENTS[client], tls_server], env=clean_env(), capture_output=True).returncode != 0
     result = subprocess.run([*CLIENTS[client], tls_server], env=clean_env(**env), capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert "ok" in result.stdout
+    assert "stand_in" in result.stdout

@@ -1,5 +1,5 @@
-"""A loopback HTTPS server with a CA of its own: the stand-in for hosts the bridge must not decrypt, and for
-the real OpenAI API when other endpoints are passed through."""
+"""A loopback HTTPS server with a CA of its own (or one given): the stand-in for hosts the bridge must not decrypt,
+for the real OpenAI API when other endpoints are passed through, and for a site signed by the bridge's CA."""
 
 from __future__ import annotations
 
@@ -26,60 +26,79 @@ class Received:
     body: bytes
 
 
+CA = tuple[x509.Certificate, ec.EllipticCurvePrivateKey]
+
+
 def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
-def make_ca_and_leaf(folder: Path) -> tuple[Path, Path, Path]:
-    """A CA, and a leaf for localhost/127.0.0.1 signed by it; returns (ca cert, leaf cert, leaf key) paths."""
+def _valid_now(builder: x509.CertificateBuilder) -> x509.CertificateBuilder:
     now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(_name("tls-server test CA"))
-        .issuer_name(_name("tls-server test CA"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
+    return builder.not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=2))
+
+
+def make_ca(common_name: str) -> CA:
+    """A CA that strict verifiers (Python 3.13's VERIFY_X509_STRICT) accept: key identifiers included."""
     key = ec.generate_private_key(ec.SECP256R1())
-    leaf = (
-        x509.CertificateBuilder()
-        .subject_name(_name("localhost"))
-        .issuer_name(ca.subject)
+    cert = (
+        _valid_now(x509.CertificateBuilder())
+        .subject_name(_name(common_name))
+        .issuer_name(_name(common_name))
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return cert, key
+
+
+def make_leaf(ca: CA) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A server certificate for localhost and 127.0.0.1, issued by `ca`."""
+    ca_cert, ca_key = ca
+    key = ec.generate_private_key(ec.SECP256R1())
+    names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    cert = (
+        _valid_now(x509.CertificateBuilder())
+        .subject_name(_name("localhost"))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-    paths = folder / "stand-in-ca.pem", folder / "stand-in-cert.pem", folder / "stand-in-key.pem"
-    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths[1].write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return cert, key
+
+
+def cert_pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    return paths
 
 
 class TlsServer:
     """Answers every request with JSON naming what it received, and records it."""
 
-    def __init__(self, folder: Path) -> None:
-        self.ca, cert, key = make_ca_and_leaf(folder)
-        self.certificate_der = ssl.PEM_cert_to_DER_cert(cert.read_text())
+    def __init__(self, folder: Path, ca: CA | None = None) -> None:
+        ca = ca or make_ca("tls-server test CA")
+        leaf, key = make_leaf(ca)
+        self.ca = folder / "tls-server-ca.pem"
+        self.ca.write_bytes(cert_pem(ca[0]))
+        chain = folder / "tls-server-leaf.pem"
+        chain.write_bytes(cert_pem(leaf) + key_pem(key))
+        self.certificate_der = leaf.public_bytes(serialization.Encoding.DER)
         self.received: list[Received] = []
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(cert, key)
+        context.load_cert_chain(chain)
         server = self
 
         class Handler(BaseHTTPRequestHandler):
