@@ -34,12 +34,14 @@ def recorded_events(name: str) -> list[events.Event]:
     return [event for line in recorded_lines(name) if (event := events.parse(line)) is not None]
 
 
+CLAUDE_BIN = os.environ.get("CLAUDE_BIN") or str(ROOT / "node_modules" / ".bin" / "claude")
+
+
 @pytest.fixture(scope="session")
 def claude_bin() -> str:
-    path = os.environ.get("CLAUDE_BIN") or str(ROOT / "node_modules" / ".bin" / "claude")
-    if not os.access(path, os.X_OK):
-        pytest.fail(f"The pinned Claude CLI is missing at {path}: run `npm ci` in {ROOT} (scripts/test does).")
-    return path
+    if not os.access(CLAUDE_BIN, os.X_OK):
+        pytest.fail(f"The pinned Claude CLI is missing at {CLAUDE_BIN}: run `npm ci` in {ROOT} (scripts/test does).")
+    return CLAUDE_BIN
 
 
 @pytest.fixture(scope="session")
