@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import signal
 import time
 from pathlib import Path
@@ -389,3 +390,30 @@ def wait_for_no_children(bridge, seconds: float = 2.0) -> None:
         time.sleep(0.05)
     assert bridge.claude_children() == []
     assert bridge.run_dirs() == []
+
+
+def test_images_reach_the_api_as_image_blocks_in_every_turn(bridge, fake):
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(24)).decode()
+    earlier = {"type": "image_url", "image_url": {"url": "https://example.com/earlier.png"}}
+    latest = {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{png}"}}
+    messages = [
+        {"role": "user", "content": [{"type": "text", "text": "what is this?"}, earlier]},
+        {"role": "assistant", "content": "a chart"},
+        {"role": "user", "content": [{"type": "text", "text": "and this?"}, latest]},
+    ]
+    bridge.client().chat.completions.create(model="sonnet", messages=messages)
+    (request,) = fake.requests
+    assert conversation(request.body) == [
+        (
+            "user",
+            [*text("what is this?"), {"type": "image", "source": {"type": "url", "url": earlier["image_url"]["url"]}}],
+        ),
+        ("assistant", text("a chart")),
+        (
+            "user",
+            [
+                *text("and this?"),
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": png}},
+            ],
+        ),
+    ]

@@ -30,19 +30,34 @@ class ChatCompletionContentPartText(_Request):
     text: str
 
 
+class ImageURL(_Request):
+    url: str
+    detail: str | None = None
+
+
+class ChatCompletionContentPartImage(_Request):
+    type: Literal["image_url"]
+    image_url: ImageURL
+
+
 class ChatCompletionContentPartOther(_Request):
-    """A part type the bridge cannot forward yet (image_url, input_audio, file, ...); refused with a clear 400."""
+    """A part type the bridge cannot forward (input_audio, file, ...); refused with a clear 400."""
 
     type: str
 
 
+_PART_TAGS = {"text": "text", "image_url": "image_url"}
+
+
 def _part_kind(part: Any) -> str:
     kind = part.get("type") if isinstance(part, dict) else getattr(part, "type", None)
-    return "text" if kind == "text" else "other"
+    return _PART_TAGS.get(kind, "other") if isinstance(kind, str) else "other"
 
 
 ContentPart = Annotated[
-    Annotated[ChatCompletionContentPartText, Tag("text")] | Annotated[ChatCompletionContentPartOther, Tag("other")],
+    Annotated[ChatCompletionContentPartText, Tag("text")]
+    | Annotated[ChatCompletionContentPartImage, Tag("image_url")]
+    | Annotated[ChatCompletionContentPartOther, Tag("other")],
     Discriminator(_part_kind),
 ]
 
@@ -67,19 +82,100 @@ class ChatCompletionUserMessageParam(_Request):
     name: str | None = None
 
 
+class FunctionCall(_Request):
+    name: str
+    arguments: str
+
+
+class ChatCompletionMessageToolCallParam(_Request):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatCompletionAssistantMessageParam(_Request):
     role: Literal["assistant"]
     content: MessageContent | None = None
     name: str | None = None
+    tool_calls: list[ChatCompletionMessageToolCallParam] | None = None
+    function_call: FunctionCall | None = None  # legacy
+
+
+class ChatCompletionToolMessageParam(_Request):
+    role: Literal["tool"]
+    content: MessageContent
+    tool_call_id: str
+
+
+class ChatCompletionFunctionMessageParam(_Request):
+    """Legacy: the result of a `function_call`, matched by function name."""
+
+    role: Literal["function"]
+    content: str | None = None
+    name: str
 
 
 ChatCompletionMessageParam = Annotated[
     ChatCompletionSystemMessageParam
     | ChatCompletionDeveloperMessageParam
     | ChatCompletionUserMessageParam
-    | ChatCompletionAssistantMessageParam,
+    | ChatCompletionAssistantMessageParam
+    | ChatCompletionToolMessageParam
+    | ChatCompletionFunctionMessageParam,
     Field(discriminator="role"),
 ]
+
+
+class FunctionDefinition(_Request):
+    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: StrictBool | None = None
+
+
+class ChatCompletionToolParam(_Request):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class ChatCompletionNamedToolChoiceFunction(_Request):
+    name: str
+
+
+class ChatCompletionNamedToolChoiceParam(_Request):
+    type: Literal["function"]
+    function: ChatCompletionNamedToolChoiceFunction
+
+
+ToolChoice = Literal["none", "auto", "required"] | ChatCompletionNamedToolChoiceParam
+FunctionCallChoice = Literal["none", "auto"] | ChatCompletionNamedToolChoiceFunction  # legacy `function_call`
+
+
+class ResponseFormatText(_Request):
+    type: Literal["text"]
+
+
+class ResponseFormatJSONObject(_Request):
+    type: Literal["json_object"]
+
+
+class JSONSchema(_Request):
+    name: str
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: StrictBool | None = None
+
+
+class ResponseFormatJSONSchema(_Request):
+    type: Literal["json_schema"]
+    json_schema: JSONSchema
+
+
+ResponseFormat = Annotated[
+    ResponseFormatText | ResponseFormatJSONObject | ResponseFormatJSONSchema, Field(discriminator="type")
+]
+
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
 
 
 class ChatCompletionStreamOptionsParam(_Request):
@@ -95,6 +191,13 @@ class ChatCompletionCreateParams(_Request):
     max_completion_tokens: StrictInt | None = Field(default=None, ge=1)
     stop: str | list[str] | None = None
     n: StrictInt | None = Field(default=None, ge=1)
+    tools: list[ChatCompletionToolParam] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: StrictBool | None = None
+    functions: list[FunctionDefinition] | None = None  # legacy
+    function_call: FunctionCallChoice | None = None  # legacy
+    response_format: ResponseFormat | None = None
+    reasoning_effort: ReasoningEffort | None = None
 
 
 class PromptTokensDetails(BaseModel):

@@ -10,6 +10,8 @@ from pydantic import ValidationError
 
 from ..claude.invocation import ClaudeInvocation, ContentBlock, HistoryMessage
 from ..openai.chat import (
+    ChatCompletionContentPartImage,
+    ChatCompletionContentPartOther,
     ChatCompletionContentPartText,
     ChatCompletionCreateParams,
     ChatCompletionDeveloperMessageParam,
@@ -17,6 +19,7 @@ from ..openai.chat import (
     MessageContent,
 )
 from ..openai.errors import OpenAIError
+from .images import image_block
 from .model_map import ModelMap
 
 HistoryMode = Literal["resume", "flatten"]
@@ -80,35 +83,54 @@ def chat_job(request: ChatCompletionCreateParams, models: ModelMap, history_mode
 
 
 def _blocks(content: MessageContent | None, index: int) -> list[ContentBlock]:
-    """Content as Anthropic text blocks, one per OpenAI text part; blank parts are dropped (the API refuses them)."""
+    """Content as Anthropic blocks, one per OpenAI part; blank text parts are dropped (the API refuses them)."""
     if content is None:
         return []
     if isinstance(content, str):
         return [{"type": "text", "text": content}] if content.strip() else []
     blocks = []
     for part_index, part in enumerate(content):
-        if not isinstance(part, ChatCompletionContentPartText):
-            raise OpenAIError(
-                400,
-                f"Content parts of type {part.type!r} are not supported by claude-bridge yet; send text parts.",
-                param=f"messages[{index}].content[{part_index}]",
-            )
-        if part.text.strip():
-            blocks.append({"type": "text", "text": part.text})
+        param = f"messages[{index}].content[{part_index}]"
+        match part:
+            case ChatCompletionContentPartText(text=text) if text.strip():
+                blocks.append({"type": "text", "text": text})
+            case ChatCompletionContentPartImage():
+                blocks.append(image_block(part, param))
+            case ChatCompletionContentPartOther():
+                raise OpenAIError(
+                    400,
+                    f"Content parts of type {part.type!r} are not supported by claude-bridge; send text or image_url.",
+                    param=param,
+                )
     return blocks
 
 
 def _text(content: MessageContent, index: int) -> str:
-    return "\n".join(block["text"] for block in _blocks(content, index))
+    """Text only (system and developer messages): Claude's system prompt cannot hold images."""
+    blocks = _blocks(content, index)
+    if any(block["type"] != "text" for block in blocks):
+        raise OpenAIError(400, "System and developer messages can only hold text.", param=f"messages[{index}].content")
+    return "\n".join(block["text"] for block in blocks)
 
 
 def _flatten(history: list[HistoryMessage], prompt: HistoryMessage) -> list[ContentBlock]:
-    """The fallback when `--resume` is off: earlier turns as labelled text ahead of the new message."""
-    turns = "\n\n".join(
-        f"{message.role.capitalize()}: " + "\n".join(block["text"] for block in message.content) for message in history
-    )
-    preface = f"The conversation so far:\n\n{turns}\n\nThe user's new message follows."
-    return [{"type": "text", "text": preface}, *prompt.content]
+    """The fallback when `--resume` is off: earlier turns as labelled text ahead of the new message.
+
+    Images of earlier turns follow the transcript, each named where it stood (`[image 1]`).
+    """
+    images: list[ContentBlock] = []
+    turns = []
+    for message in history:
+        parts = []
+        for block in message.content:
+            if block["type"] == "text":
+                parts.append(block["text"])
+            else:
+                images.append(block)
+                parts.append(f"[image {len(images)}]")
+        turns.append(f"{message.role.capitalize()}: " + "\n".join(parts))
+    preface = "The conversation so far:\n\n" + "\n\n".join(turns) + "\n\nThe user's new message follows."
+    return [{"type": "text", "text": preface}, *images, *prompt.content]
 
 
 def parse_chat_request(body: bytes) -> ChatCompletionCreateParams:
