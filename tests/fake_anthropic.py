@@ -41,7 +41,7 @@ import threading
 import uuid
 from dataclasses import asdict, dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 Json = dict[str, Any]
 
@@ -143,7 +143,19 @@ class Thinking:
     text_chunks: tuple[str, ...] = ("Done", ".")
 
 
-Behaviour = Echo | Reply | Gate | ApiError | Hang | Stall | StreamError | Thinking
+@dataclass(frozen=True)
+class ToolUse:
+    """Call tools, in order: each (name, input) one tool_use block whose input JSON streams in fragments.
+
+    A name means the request's tool that is called so or ends with `__name` (the CLI prefixes served tools).
+    """
+
+    calls: tuple[tuple[str, Json], ...]
+    text: str = ""
+    fragment_chars: int = 8
+
+
+Behaviour = Echo | Reply | Gate | ApiError | Hang | Stall | StreamError | Thinking | ToolUse
 
 
 @dataclass(frozen=True)
@@ -155,7 +167,11 @@ class Recorded:
     body: Json
 
 
-_Block = tuple[Literal["text", "thinking"], list[str]]
+class _Block(NamedTuple):
+    kind: Literal["text", "thinking", "tool_use"]
+    chunks: list[str]
+    name: str = ""  # tool_use only
+    id: str = ""
 
 
 @dataclass(frozen=True)
@@ -283,22 +299,30 @@ def _turn(behaviour: Behaviour, body: Json) -> _Turn:
     """The message a behaviour sends, cut to the request's max_tokens (one token per delta)."""
     match behaviour:
         case Echo(prefix, chunk_chars, delay):
-            turn = _Turn([("text", _split(prefix + last_user_text(body), chunk_chars))], delay=delay)
+            turn = _Turn([_Block("text", _split(prefix + last_user_text(body), chunk_chars))], delay=delay)
         case Reply(chunks, delay, stop_reason):
-            turn = _Turn([("text", list(chunks))], stop_reason=stop_reason, delay=delay)
+            turn = _Turn([_Block("text", list(chunks))], stop_reason=stop_reason, delay=delay)
         case Gate(chunks):
-            turn = _Turn([("text", list(chunks))], gate=behaviour)
+            turn = _Turn([_Block("text", list(chunks))], gate=behaviour)
         case Stall(chunks):
-            turn = _Turn([("text", list(chunks))], ending="stall")
+            turn = _Turn([_Block("text", list(chunks))], ending="stall")
         case StreamError(chunks, error_type):
-            turn = _Turn([("text", list(chunks))], ending="error", error_type=error_type)
+            turn = _Turn([_Block("text", list(chunks))], ending="error", error_type=error_type)
         case Thinking(thinking_chunks, text_chunks):
-            turn = _Turn([("thinking", list(thinking_chunks)), ("text", list(text_chunks))])
+            turn = _Turn([_Block("thinking", list(thinking_chunks)), _Block("text", list(text_chunks))])
+        case ToolUse(calls, text, fragment_chars):
+            served = tool_names(body)
+            blocks = [_Block("text", [text])] if text else []
+            for name, arguments in calls:
+                full_name = next((n for n in served if n == name or n.endswith(f"__{name}")), name)
+                fragments = _split(json.dumps(arguments), fragment_chars) or ["{}"]
+                blocks.append(_Block("tool_use", fragments, full_name, f"toolu_fake_{uuid.uuid4().hex[:20]}"))
+            turn = _Turn(blocks, stop_reason="tool_use")
         case _:
             raise TypeError(f"{behaviour!r} does not send a message")
     blocks, cut = _clip(turn.blocks, body.get("max_tokens"))
     given = behaviour.usage if isinstance(behaviour, Reply) else None
-    estimate = Usage(max(1, len(json.dumps(body)) // 4), sum(len(chunks) for _, chunks in blocks))
+    estimate = Usage(max(1, len(json.dumps(body)) // 4), sum(len(block.chunks) for block in blocks))
     return replace(turn, blocks=blocks, usage=given or estimate, stop_reason="max_tokens" if cut else turn.stop_reason)
 
 
@@ -308,12 +332,12 @@ def _clip(blocks: list[_Block], limit: int | None) -> tuple[list[_Block], bool]:
         return blocks, False
     kept: list[_Block] = []
     left = limit
-    for kind, chunks in blocks:
+    for block in blocks:
         if left <= 0:
             break
-        kept.append((kind, chunks[:left]))
-        left -= len(kept[-1][1])
-    return kept, sum(len(c) for _, c in kept) < sum(len(c) for _, c in blocks)
+        kept.append(block._replace(chunks=block.chunks[:left]))
+        left -= len(kept[-1].chunks)
+    return kept, sum(len(b.chunks) for b in kept) < sum(len(b.chunks) for b in blocks)
 
 
 # --- the server ---------------------------------------------------------------------------
@@ -490,7 +514,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_message(self, turn: _Turn, body: Json) -> None:
         if turn.ending == "stall":
             self._hold()
-        content = [_block(kind, "".join(chunks), SIGNATURE) for kind, chunks in turn.blocks]
+        content = [_block(block, "".join(block.chunks)) for block in turn.blocks]
         self._send_json(200, _message(body, content, turn.stop_reason, asdict(turn.usage)))
 
     def _stream(self, turn: _Turn, body: Json) -> None:
@@ -505,12 +529,17 @@ class _Handler(BaseHTTPRequestHandler):
         self._event("message_start", {"message": _message(body, [], None, start_usage)})
         self._event("ping", {})
         sent = 0
-        for index, (kind, chunks) in enumerate(turn.blocks):
-            self._event("content_block_start", {"index": index, "content_block": _block(kind, "")})
-            for chunk in chunks:
+        for index, block in enumerate(turn.blocks):
+            kind = block.kind
+            self._event("content_block_start", {"index": index, "content_block": _block(block, "", streaming=True)})
+            for chunk in block.chunks:
                 if sent and turn.delay and self.fake._stopping.wait(turn.delay):
                     raise _Gone
-                delta = {"type": f"{kind}_delta", kind: chunk}
+                delta = (
+                    {"type": "input_json_delta", "partial_json": chunk}
+                    if kind == "tool_use"
+                    else {"type": f"{kind}_delta", kind: chunk}
+                )
                 self._event("content_block_delta", {"index": index, "delta": delta})
                 sent += 1
                 if sent == 1 and turn.gate is not None:
@@ -564,10 +593,13 @@ class _Handler(BaseHTTPRequestHandler):
         return peeked == b""
 
 
-def _block(kind: str, text: str, signature: str = "") -> Json:
-    """A content block of this kind with this text (thinking blocks carry a signature)."""
-    if kind == "thinking":
-        return {"type": "thinking", "thinking": text, "signature": signature}
+def _block(block: _Block, text: str, streaming: bool = False) -> Json:
+    """The content block with this text: a thinking block's signature comes as a delta when streaming,
+    and a tool_use block's `text` is its input JSON (empty at the start of a stream)."""
+    if block.kind == "thinking":
+        return {"type": "thinking", "thinking": text, "signature": "" if streaming else SIGNATURE}
+    if block.kind == "tool_use":
+        return {"type": "tool_use", "id": block.id, "name": block.name, "input": json.loads(text) if text else {}}
     return {"type": "text", "text": text}
 
 

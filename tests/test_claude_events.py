@@ -77,7 +77,7 @@ def test_known_line_with_the_wrong_shape_is_malformed() -> None:
         b'{"type": "user", "message": {"role": "user", "content": []}}',
         b'{"type": "something_new", "x": 1}',
         b"{}",
-        b'{"type": "stream_event", "event": {"type": "content_block_delta", "delta": {"type": "thinking_delta"}}}',
+        b'{"type": "stream_event", "event": {"type": "content_block_delta", "delta": {"type": "signature_delta"}}}',
         b'{"type": "stream_event", "event": {"type": "message_stop"}}',
     ],
 )

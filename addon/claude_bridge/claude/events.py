@@ -51,6 +51,10 @@ class RateLimitEvent(_Line):
 class ContentBlock(_Line):
     type: str
     text: str | None = None
+    thinking: str | None = None
+    id: str | None = None  # tool_use
+    name: str | None = None
+    input: dict[str, Any] | None = None
 
 
 class Message(_Line):
@@ -98,6 +102,35 @@ class TextDelta:
 
 
 @dataclass(frozen=True, slots=True)
+class ThinkingDelta:
+    message_id: str
+    thinking: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolUseStart:
+    """The model begins a tool call; its input follows as JSON fragments."""
+
+    message_id: str
+    index: int
+    id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolInputDelta:
+    message_id: str
+    index: int
+    partial_json: str
+
+
+@dataclass(frozen=True, slots=True)
+class BlockStop:
+    message_id: str
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
 class MessageDelta:
     message_id: str
     stop_reason: str | None
@@ -119,6 +152,10 @@ Event = (
     | Result
     | MessageStart
     | TextDelta
+    | ThinkingDelta
+    | ToolUseStart
+    | ToolInputDelta
+    | BlockStop
     | MessageDelta
     | BlocksAbandoned
 )
@@ -162,9 +199,21 @@ def _stream_event(data: dict[str, Any]) -> Event | None:
     message_id = data.get("api_message_id", "")
     if kind == "content_block_delta":
         delta = event.get("delta") or {}
-        if delta.get("type") == "text_delta":
-            return TextDelta(message_id, delta.get("text", ""))
+        match delta.get("type"):
+            case "text_delta":
+                return TextDelta(message_id, delta.get("text", ""))
+            case "input_json_delta":
+                return ToolInputDelta(message_id, event.get("index", 0), delta.get("partial_json", ""))
+            case "thinking_delta":
+                return ThinkingDelta(message_id, delta.get("thinking", ""))
         return None
+    if kind == "content_block_start":
+        block = event.get("content_block") or {}
+        if block.get("type") == "tool_use":
+            return ToolUseStart(message_id, event.get("index", 0), block.get("id", ""), block.get("name", ""))
+        return None
+    if kind == "content_block_stop":
+        return BlockStop(message_id, event.get("index", 0))
     if kind == "message_start":
         usage = Usage.model_validate((event.get("message") or {}).get("usage") or {})
         return MessageStart(message_id, usage)
