@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import secrets
 from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -19,15 +18,12 @@ from logging import DEBUG
 
 from pydantic import BaseModel
 
-from .claude import mcp
 from .openai import sse
 from .openai.errors import OpenAIError
 
 logger = logging.getLogger(__name__)
 
 JOB_PATH_PREFIX = "/claude-bridge/jobs/"
-MCP_PATH_PREFIX = "/claude-bridge/mcp/"
-MAX_MCP_BODY = 1024 * 1024
 SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
 MAX_HEADER_BYTES = 64 * 1024
 
@@ -53,7 +49,6 @@ Job = StreamJob | JsonJob
 class Backend:
     def __init__(self) -> None:
         self._jobs: dict[str, Job] = {}
-        self._toolsets: dict[str, tuple[mcp.ToolSpec, ...]] = {}
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
 
@@ -91,30 +86,16 @@ class Backend:
         """Forget a job whose flow never reached the backend (killed or failed before connecting)."""
         self._jobs.pop(path.removeprefix(JOB_PATH_PREFIX), None)
 
-    def serve_tools(self, tools: tuple[mcp.ToolSpec, ...]) -> str:
-        """The URL of an MCP server listing `tools`, for one run; unguessable like job paths."""
-        token = secrets.token_urlsafe(32)
-        self._toolsets[token] = tools
-        return f"http://127.0.0.1:{self.port}{MCP_PATH_PREFIX}{token}"
-
-    def withdraw_tools(self, url: str) -> None:
-        self._toolsets.pop(url.rpartition(MCP_PATH_PREFIX)[2], None)
-
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task
         self._connections.add(task)
         try:
-            method, path, headers = await _read_head(reader)
-            # A job's body is the client's original request, kept on the flow; the job already holds it parsed.
-            body = await _read_body(reader, headers, MAX_MCP_BODY if path.startswith(MCP_PATH_PREFIX) else None)
-            job = self._jobs.pop(path.removeprefix(JOB_PATH_PREFIX), None) if path.startswith(JOB_PATH_PREFIX) else None
-            if path.startswith(MCP_PATH_PREFIX):
-                await self._answer_mcp(method, path.removeprefix(MCP_PATH_PREFIX), body, writer)
-            elif job is not None:
-                await self._answer(job, reader, writer)
-            else:
+            job = await self._read_request(reader)
+            if job is None:
                 await _write_head(writer, 404, {"Content-Type": "text/plain"}, b"unknown job\n")
+                return
+            await self._answer(job, reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as e:
             logger.debug("backend connection ended: %r", e)
         finally:
@@ -123,17 +104,18 @@ class Backend:
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
 
-    async def _answer_mcp(self, method: str, token: str, body: bytes, writer: asyncio.StreamWriter) -> None:
-        tools = self._toolsets.get(token)
-        if tools is None:
-            await _write_head(writer, 404, {"Content-Type": "text/plain"}, b"unknown tool server\n")
-        elif method != "POST":
-            # No server-to-client stream (GET) and no sessions to end (DELETE): the CLI copes with either answer.
-            await _write_head(writer, 405, {"Allow": "POST"}, b"")
-        elif (response := mcp.answer(tools, json.loads(body or b"null"))) is None:
-            await _write_head(writer, 202, {}, b"")
-        else:
-            await _write_head(writer, 200, {"Content-Type": "application/json"}, json.dumps(response).encode())
+    async def _read_request(self, reader: asyncio.StreamReader) -> Job | None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        if len(head) > MAX_HEADER_BYTES:
+            return None
+        request_line, *header_lines = head.decode("latin-1").split("\r\n")
+        path = request_line.split(" ")[1] if request_line.count(" ") >= 2 else ""
+        headers = {name.strip().lower(): value.strip() for name, _, value in (h.partition(":") for h in header_lines)}
+        # The body is the client's original request, kept on the flow for inspection; the job already holds it parsed.
+        await _skip_body(reader, headers)
+        if not path.startswith(JOB_PATH_PREFIX):
+            return None
+        return self._jobs.pop(path.removeprefix(JOB_PATH_PREFIX), None)
 
     async def _answer(self, job: Job, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Run the job, cancelling it the moment mitmproxy drops the connection (the client went away)."""
@@ -150,38 +132,15 @@ class Backend:
                 await work
 
 
-async def _read_head(reader: asyncio.StreamReader) -> tuple[str, str, dict[str, str]]:
-    head = await reader.readuntil(b"\r\n\r\n")
-    if len(head) > MAX_HEADER_BYTES:
-        raise ValueError("request head too large")
-    request_line, *header_lines = head.decode("latin-1").split("\r\n")
-    method, _, rest = request_line.partition(" ")
-    path = rest.partition(" ")[0]
-    headers = {name.strip().lower(): value.strip() for name, _, value in (h.partition(":") for h in header_lines)}
-    return method, path, headers
-
-
-async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str], keep_up_to: int | None) -> bytes:
-    """Read the body, sent with a length or chunked (as mitmproxy forwards the client's); keep it only when asked,
-    and then only up to that size."""
-    kept = bytearray()
-
-    async def take(size: int) -> None:
-        data = await reader.readexactly(size)
-        if keep_up_to is not None:
-            if len(kept) + len(data) > keep_up_to:
-                raise ValueError("request body too large")
-            kept.extend(data)
-
+async def _skip_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> None:
+    """Read past the request body, whether mitmproxy forwards it with a length or chunked (as the client sent it)."""
     if "chunked" in headers.get("transfer-encoding", "").lower():
         while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
-            await take(size)
-            await reader.readexactly(2)
+            await reader.readexactly(size + 2)
         while await reader.readuntil(b"\r\n") != b"\r\n":  # trailers, then the blank line
             pass
     else:
-        await take(int(headers.get("content-length", "0")))
-    return bytes(kept)
+        await reader.readexactly(int(headers.get("content-length", "0")))
 
 
 async def _until_eof(reader: asyncio.StreamReader) -> None:

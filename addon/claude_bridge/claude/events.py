@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 logger = logging.getLogger(__name__)
 
@@ -20,16 +20,30 @@ class _Line(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
+class OutputTokensDetails(_Line):
+    thinking_tokens: int = 0
+
+
 class Usage(_Line):
     input_tokens: int = 0
     output_tokens: int = 0
     cache_creation_input_tokens: int = 0
     cache_read_input_tokens: int = 0
+    # The CLI's synthetic error messages carry null here.
+    output_tokens_details: Annotated[OutputTokensDetails, BeforeValidator(lambda value: value or {})] = (
+        OutputTokensDetails()
+    )
+
+
+class McpServerStatus(_Line):
+    name: str
+    status: str
 
 
 class SystemInit(_Line):
     model: str
     session_id: str
+    mcp_servers: list[McpServerStatus] = []
 
 
 class ApiRetry(_Line):
@@ -87,6 +101,14 @@ class Result(_Line):
     duration_ms: int = 0
     usage: Usage = Usage()
     errors: list[str] | None = None
+    structured_output: Any = None
+
+
+class ControlRequest(_Line):
+    """The CLI asks its host something (here: the in-process MCP server's messages); stdin carries the answer."""
+
+    request_id: str
+    request: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +167,8 @@ class BlocksAbandoned:
 
 
 Event = (
-    SystemInit
+    ControlRequest
+    | SystemInit
     | ApiRetry
     | RateLimitEvent
     | AssistantMessage
@@ -166,6 +189,7 @@ _LINE_MODELS: dict[tuple[str, str | None], type[_Line]] = {
     ("rate_limit_event", None): RateLimitEvent,
     ("assistant", None): AssistantMessage,
     ("result", None): Result,
+    ("control_request", None): ControlRequest,
 }
 
 

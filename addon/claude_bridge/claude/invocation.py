@@ -18,12 +18,28 @@ class HistoryMessage:
 
 
 @dataclass(frozen=True)
+class ToolSpec:
+    """One of the client's functions, as the CLI lists it to the model."""
+
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class ClaudeInvocation:
     model: str
     prompt: list[ContentBlock]
     system_prompt: str | None = None
     history: tuple[HistoryMessage, ...] = ()
+    # An assistant turn written on stdin before the prompt: the tool calls whose results the prompt carries
+    # (a tool_result on stdin only counts when its tool_use came the same way).
+    replay: HistoryMessage | None = None
     max_output_tokens: int | None = None
+    tools: tuple[ToolSpec, ...] = ()
+    json_schema: dict[str, Any] | None = None
+    effort: str | None = None
+    thinking: bool = True
 
 
 @dataclass(frozen=True)
@@ -44,7 +60,6 @@ SAFE_FLAGS = (
     "--verbose",
     "--include-partial-messages",
     "--tools", "",
-    "--max-turns", "1",
     "--setting-sources", "",
     "--strict-mcp-config",
     "--disable-slash-commands",
@@ -52,6 +67,10 @@ SAFE_FLAGS = (
     # A resumed session must not replay a system prompt recorded earlier instead of this run's.
     "--system-prompt-snapshot", "off",
 )  # fmt: skip
+
+# One model turn; structured output may take two more (the CLI asks again when the answer misses the schema).
+MAX_TURNS = 1
+MAX_TURNS_STRUCTURED = 3
 
 # Claude 4.x models think with a budget of max_tokens - 1, at least 1024, which the API refuses when
 # max_tokens is smaller: below this limit the run goes without thinking.
@@ -72,6 +91,6 @@ def child_env(
     env["CLAUDE_CODE_MAX_RETRIES"] = str(settings.max_retries)
     if invocation.max_output_tokens:
         env["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] = str(invocation.max_output_tokens)
-        if invocation.max_output_tokens <= MIN_THINKING_BUDGET:
-            env["MAX_THINKING_TOKENS"] = "0"
+    if not invocation.thinking or (invocation.max_output_tokens or MIN_THINKING_BUDGET + 1) <= MIN_THINKING_BUDGET:
+        env["MAX_THINKING_TOKENS"] = "0"
     return env

@@ -1,25 +1,22 @@
-"""The client's function tools, served to the CLI as an MCP server (JSON-RPC over HTTP on loopback).
+"""The client's function tools, served to the CLI as an in-process ("sdk") MCP server.
 
-The CLI only needs to list them: the bridge ends the run as soon as the model has asked for a call and hands
-the call to the client. A `tools/call` that still arrives is answered with an error and executes nothing.
+The CLI asks over stdout (`control_request` lines) and reads the answers on stdin: no port, no extra start-up time
+(measured: the API request goes out at 0.24 s, as without tools, against 0.37 s for an MCP server over HTTP).
+It only needs to list them: they are not in `--allowedTools`, so the CLI executes nothing, and the bridge ends the
+run as soon as the model has asked for its calls and hands them to the client.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
 from typing import Any
+
+from .invocation import ToolSpec
 
 # The CLI shows MCP tools to the model as `mcp__<server>__<tool>`.
 SERVER_NAME = "app"
 TOOL_PREFIX = f"mcp__{SERVER_NAME}__"
 PROTOCOL_FALLBACK = "2025-06-18"
-
-
-@dataclass(frozen=True)
-class ToolSpec:
-    name: str
-    description: str
-    input_schema: dict[str, Any]
 
 
 def served_name(name: str) -> str:
@@ -30,15 +27,23 @@ def client_name(name: str) -> str:
     return name.removeprefix(TOOL_PREFIX)
 
 
-def config(url: str) -> dict[str, Any]:
-    """The `--mcp-config` JSON naming the server at `url`."""
-    return {"mcpServers": {SERVER_NAME: {"type": "http", "url": url}}}
+CONFIG = json.dumps({"mcpServers": {SERVER_NAME: {"type": "sdk", "name": SERVER_NAME}}})
 
 
-def answer(tools: tuple[ToolSpec, ...], message: Any) -> dict[str, Any] | None:
-    """The JSON-RPC response to one message, or None for a notification (HTTP 202, no body)."""
+def control_response(request_id: str, tools: tuple[ToolSpec, ...], request: dict[str, Any]) -> dict[str, Any]:
+    """The stdin answer to one of the CLI's control requests."""
+    if request.get("subtype") != "mcp_message" or request.get("server_name") != SERVER_NAME:
+        failure = {"subtype": "error", "request_id": request_id, "error": "claude-bridge answers only its tool server"}
+        return {"type": "control_response", "response": failure}
+    mcp_response = answer(tools, request.get("message"))
+    success = {"subtype": "success", "request_id": request_id, "response": {"mcp_response": mcp_response}}
+    return {"type": "control_response", "response": success}
+
+
+def answer(tools: tuple[ToolSpec, ...], message: Any) -> dict[str, Any]:
+    """The JSON-RPC response to one message (a notification gets an empty result, as the CLI expects)."""
     if not isinstance(message, dict) or "id" not in message:
-        return None
+        return {"jsonrpc": "2.0", "id": 0, "result": {}}
     method, params = message.get("method"), message.get("params") or {}
     match method:
         case "initialize":

@@ -73,13 +73,17 @@ class ClaudeProcess:
     def stderr_tail(self) -> str:
         return "\n".join(self._stderr_tail)
 
-    async def send(self, data: bytes) -> None:
-        """Write the whole input and close stdin, as `--input-format stream-json` with `-p` expects."""
-        assert self._proc.stdin
+    async def write(self, data: bytes, *, close: bool = False) -> None:
+        """Write stdin lines; `close` ends the input, which `-p` needs before it exits after its answer."""
+        stdin = self._proc.stdin
+        assert stdin
+        if stdin.is_closing():
+            return
         try:
-            self._proc.stdin.write(data)
-            await self._proc.stdin.drain()
-            self._proc.stdin.close()
+            stdin.write(data)
+            await stdin.drain()
+            if close:
+                stdin.close()
         except (BrokenPipeError, ConnectionResetError):
             logger.debug("claude pid %d closed stdin early", self.pid)
 

@@ -11,8 +11,16 @@ from collections.abc import AsyncGenerator
 from pathlib import Path
 from types import TracebackType
 
-from . import events, transcript
-from .invocation import SAFE_FLAGS, ClaudeInvocation, ClaudeSettings, child_env
+from . import events, mcp, transcript
+from .invocation import (
+    MAX_TURNS,
+    MAX_TURNS_STRUCTURED,
+    SAFE_FLAGS,
+    ClaudeInvocation,
+    ClaudeSettings,
+    HistoryMessage,
+    child_env,
+)
 from .process import ClaudeProcess
 
 logger = logging.getLogger(__name__)
@@ -53,7 +61,8 @@ class ClaudeRun:
                 self._process = await ClaudeProcess.spawn(argv, env, cwd)
             except (FileNotFoundError, PermissionError) as e:
                 raise ClaudeNotFound(self.settings.claude_bin) from e
-            await self._process.send(_user_line(self.invocation))
+            # With tools, stdin stays open until the CLI has listed them (it gives up on the server otherwise).
+            await self._process.write(_input_lines(self.invocation), close=not self.invocation.tools)
         except BaseException:
             await self._cleanup()
             raise
@@ -70,12 +79,22 @@ class ClaudeRun:
         deadline = self._started + self.settings.total_timeout
         async for line in self._process.lines(self.settings.idle_timeout, deadline):
             event = events.parse(line)
+            if isinstance(event, events.ControlRequest):
+                await self._answer(event)
+                continue
             if event is not None:
                 yield event
             if isinstance(event, events.Result):
                 return
         await self._process.wait()
         raise ClaudeExited(self._process.returncode, self._process.stderr_tail)
+
+    async def _answer(self, control: events.ControlRequest) -> None:
+        """Answer for the in-process tool server; once the tools are listed, the input is complete."""
+        assert self._process
+        response = mcp.control_response(control.request_id, self.invocation.tools, control.request)
+        listed = (control.request.get("message") or {}).get("method") == "tools/list"
+        await self._process.write(json.dumps(response).encode() + b"\n", close=listed)
 
     def _prepare(self, run_dir: Path) -> tuple[list[str], dict[str, str], Path]:
         """Files go beside the working directory, which stays empty: nothing there for the model to find."""
@@ -88,6 +107,13 @@ class ClaudeRun:
         # Lone surrogates (text a JavaScript client cut mid-emoji) cannot be UTF-8: they become U+FFFD.
         prompt_file.write_text(inv.system_prompt or "", encoding="utf-8", errors="replace")
         argv = [self.settings.claude_bin, *SAFE_FLAGS, "--model", inv.model, "--system-prompt-file", str(prompt_file)]
+        argv += ["--max-turns", str(MAX_TURNS_STRUCTURED if inv.json_schema is not None else MAX_TURNS)]
+        if inv.tools:
+            argv += ["--mcp-config", mcp.CONFIG]
+        if inv.json_schema is not None:
+            argv += ["--json-schema", json.dumps(inv.json_schema)]
+        if inv.effort:
+            argv += ["--effort", inv.effort]
         if inv.history:
             transcript_file = run_dir / "transcript.jsonl"
             transcript.write(inv.history, transcript_file)
@@ -103,7 +129,12 @@ class ClaudeRun:
                 shutil.rmtree(self._dir, ignore_errors=True)
 
 
-def _user_line(invocation: ClaudeInvocation) -> bytes:
-    message = {"type": "user", "message": {"role": "user", "content": invocation.prompt}}
+def _input_lines(invocation: ClaudeInvocation) -> bytes:
+    """The replayed assistant turn, if any, then the prompt: stream-json lines (an assistant line starts no turn)."""
+    messages = [invocation.replay] if invocation.replay else []
+    messages.append(HistoryMessage("user", invocation.prompt))
     # ASCII-only JSON carries any string, lone surrogates included, as escapes the CLI reads back.
-    return json.dumps(message).encode() + b"\n"
+    return b"".join(
+        json.dumps({"type": m.role, "message": {"role": m.role, "content": m.content}}).encode() + b"\n"
+        for m in messages
+    )
