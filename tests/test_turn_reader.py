@@ -8,14 +8,21 @@ import pytest
 
 from claude_bridge.claude import events
 from claude_bridge.claude.events import Usage
+from claude_bridge.claude.invocation import ClaudeInvocation
 from claude_bridge.openai.errors import OpenAIError
 from claude_bridge.translate.turn import TurnEnd, TurnReport, TurnText, _Reader
 from conftest import recorded_events
 
 
+def new_reader(report: TurnReport | None = None, **invocation: object) -> _Reader:
+    """A reader for a plain text request, or for one with the given invocation fields (tools, json_schema)."""
+    spec = ClaudeInvocation(model="sonnet", prompt=[], **invocation)  # type: ignore[arg-type]
+    return _Reader(report or TurnReport(), spec, parallel_tool_calls=True, reasoning=False)
+
+
 def read(stream: Iterable[events.Event], report: TurnReport | None = None) -> list[TurnText | TurnEnd]:
     """The reader's items up to and including the first TurnEnd, as `turn()` yields them."""
-    reader = _Reader(report or TurnReport())
+    reader = new_reader(report)
     items: list[TurnText | TurnEnd] = []
     for event in stream:
         for item in reader.read(event):
@@ -73,7 +80,7 @@ def test_successful_run_ends_with_the_result_usage_and_fills_the_report() -> Non
     ("name", "status"), [("err_400", 400), ("err_401", 401), ("err_429", 429), ("retry2_529", 503), ("err_500", 502)]
 )
 def test_recorded_api_errors_raise_the_mapped_error_without_sending_the_error_text(name: str, status: int) -> None:
-    reader = _Reader(TurnReport())
+    reader = new_reader()
     *before, result = recorded_events(name)
     assert [list(reader.read(event)) for event in before] == [[]] * len(before)
     with pytest.raises(OpenAIError) as caught:
@@ -82,7 +89,7 @@ def test_recorded_api_errors_raise_the_mapped_error_without_sending_the_error_te
 
 
 def test_rate_limit_reset_time_reaches_retry_after() -> None:
-    reader = _Reader(TurnReport())
+    reader = new_reader()
     list(reader.read(events.RateLimitEvent.model_validate({"rate_limit_info": {"status": "rejected", "resetsAt": 1}})))
     with pytest.raises(OpenAIError) as caught:
         list(reader.read(events.Result(subtype="success", is_error=True, result="limited", api_error_status=429)))

@@ -109,6 +109,12 @@ class ClaudeBridge:
             "(earlier turns as labelled text in the new message).",
             choices=("resume", "flatten"),
         )
+        loader.add_option(
+            "bridge_reasoning_content",
+            bool,
+            False,
+            "Show Claude's thinking to clients as `reasoning_content` (deltas and message field); off, it stays out.",
+        )
         loader.add_option("claude_bin", str, "claude", "The Claude Code CLI to run.")
         loader.add_option(
             "claude_max_retries",
@@ -261,7 +267,12 @@ class ClaudeBridge:
             )
 
     def _bridge_chat(self, flow: http.HTTPFlow) -> None:
-        job = chat_job(parse_chat_request(flow.request.content or b""), self.models, ctx.options.bridge_history)
+        job = chat_job(
+            parse_chat_request(flow.request.content or b""),
+            self.models,
+            ctx.options.bridge_history,
+            reasoning_content=ctx.options.bridge_reasoning_content,
+        )
         report = TurnReport()
         if job.stream:
             parked: backend.Job = backend.StreamJob(

@@ -216,10 +216,33 @@ class CompletionUsage(BaseModel):
     completion_tokens_details: CompletionTokensDetails
 
 
+class Function(BaseModel):
+    name: str
+    arguments: str
+
+
+class ChatCompletionMessageToolCall(BaseModel):
+    id: str
+    type: Literal["function"] = "function"
+    function: Function
+
+
 class ChatCompletionMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str | None
     refusal: str | None = None
+    tool_calls: list[ChatCompletionMessageToolCall] | None = None
+    function_call: Function | None = None  # legacy `functions` requests
+    reasoning_content: str | None = None  # not OpenAI's: Claude's thinking, when the bridge is asked to show it
+
+    @model_serializer(mode="wrap")
+    def _omit_unused(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """OpenAI leaves out the call fields a message does not use; the thinking field is the bridge's own."""
+        data: dict[str, Any] = handler(self)
+        for key in ("tool_calls", "function_call", "reasoning_content"):
+            if data.get(key) is None:
+                data.pop(key, None)
+        return data
 
 
 class Choice(BaseModel):
@@ -239,9 +262,26 @@ class ChatCompletion(BaseModel):
     system_fingerprint: str | None = None
 
 
+class ChoiceDeltaFunctionCall(BaseModel):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ChoiceDeltaToolCall(BaseModel):
+    """The first fragment of a call carries id, type and name; later ones only argument text."""
+
+    index: int
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: ChoiceDeltaFunctionCall
+
+
 class ChoiceDelta(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    tool_calls: list[ChoiceDeltaToolCall] | None = None
+    function_call: ChoiceDeltaFunctionCall | None = None
+    reasoning_content: str | None = None
 
 
 class ChunkChoice(BaseModel):

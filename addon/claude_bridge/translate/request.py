@@ -3,20 +3,30 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from ..claude.invocation import ClaudeInvocation, ContentBlock, HistoryMessage
+from ..claude import mcp
+from ..claude.invocation import ClaudeInvocation, ContentBlock, HistoryMessage, ToolSpec
 from ..openai.chat import (
+    ChatCompletionAssistantMessageParam,
     ChatCompletionContentPartImage,
     ChatCompletionContentPartOther,
     ChatCompletionContentPartText,
     ChatCompletionCreateParams,
     ChatCompletionDeveloperMessageParam,
+    ChatCompletionFunctionMessageParam,
+    ChatCompletionNamedToolChoiceFunction,
+    ChatCompletionNamedToolChoiceParam,
     ChatCompletionSystemMessageParam,
+    ChatCompletionToolMessageParam,
+    ChatCompletionUserMessageParam,
     MessageContent,
+    ResponseFormatJSONObject,
+    ResponseFormatJSONSchema,
 )
 from ..openai.errors import OpenAIError
 from .images import image_block
@@ -34,34 +44,39 @@ class ChatJob:
     stream: bool
     include_usage: bool
     stop: tuple[str, ...]
+    # Tool calls end the turn after the first one when the client asked for one call at a time.
+    parallel_tool_calls: bool = True
+    # A request made with the legacy `functions` gets a legacy `function_call` back.
+    legacy_functions: bool = False
+    reasoning_content: bool = False
 
 
-def chat_job(request: ChatCompletionCreateParams, models: ModelMap, history_mode: HistoryMode) -> ChatJob:
+# OpenAI's reasoning efforts as the CLI's; "none" also turns thinking off.
+EFFORTS = {"none": "low", "minimal": "low", "low": "low", "medium": "medium", "high": "high", "xhigh": "xhigh"}
+
+
+def chat_job(
+    request: ChatCompletionCreateParams, models: ModelMap, history_mode: HistoryMode, reasoning_content: bool = False
+) -> ChatJob:
     if request.n is not None and request.n > 1:
         raise OpenAIError(400, "claude-bridge returns one choice per request; `n` must be 1.", param="n")
-    system_parts: list[str] = []
-    conversation: list[HistoryMessage] = []
-    for index, message in enumerate(request.messages):
-        if isinstance(message, ChatCompletionSystemMessageParam | ChatCompletionDeveloperMessageParam):
-            if text := _text(message.content, index):
-                system_parts.append(text)
-            continue
-        blocks = _blocks(message.content, index)
-        if not blocks:
-            continue
-        if conversation and conversation[-1].role == message.role:
-            # One turn per role change, as the API sees it; the CLI would otherwise merge or pad them its own way.
-            conversation[-1] = HistoryMessage(message.role, conversation[-1].content + blocks)
-        else:
-            conversation.append(HistoryMessage(message.role, blocks))
+    tools = _tools(request)
+    system_parts = [text for text in _system_texts(request) if text]
+    if instruction := _tool_choice_instruction(request, tools):
+        system_parts.append(instruction)
+    conversation = _conversation(request)
     if not conversation or conversation[-1].role != "user":
         raise OpenAIError(
             400,
-            "The last message must be a user message with text: Claude Code answers a user turn and cannot "
+            "The last message must be a user or tool message: Claude Code answers a user turn and cannot "
             "continue a prefilled assistant message.",
             param="messages",
         )
     *history, prompt = conversation
+    replay = None
+    if history and history[-1].role == "assistant" and _has(prompt, "tool_result"):
+        # Tool results count only after their calls came the same way (stdin), so the calls are replayed there.
+        replay = history.pop()
     if history and history_mode == "flatten":
         prompt = HistoryMessage("user", _flatten(history, prompt))
         history = []
@@ -71,7 +86,12 @@ def chat_job(request: ChatCompletionCreateParams, models: ModelMap, history_mode
         prompt=prompt.content,
         system_prompt="\n\n".join(system_parts) or None,
         history=tuple(history),
+        replay=replay,
         max_output_tokens=request.max_completion_tokens or request.max_tokens,
+        tools=() if _choice(request) == "none" else tools,
+        json_schema=_json_schema(request),
+        effort=EFFORTS.get(request.reasoning_effort or ""),
+        thinking=request.reasoning_effort != "none",
     )
     return ChatJob(
         requested_model=request.model,
@@ -79,7 +99,141 @@ def chat_job(request: ChatCompletionCreateParams, models: ModelMap, history_mode
         stream=bool(request.stream),
         include_usage=bool(request.stream_options and request.stream_options.include_usage),
         stop=stop,
+        parallel_tool_calls=request.parallel_tool_calls is not False and request.functions is None,
+        legacy_functions=request.functions is not None and request.tools is None,
+        reasoning_content=reasoning_content,
     )
+
+
+def _system_texts(request: ChatCompletionCreateParams) -> list[str]:
+    return [
+        _text(message.content, index)
+        for index, message in enumerate(request.messages)
+        if isinstance(message, ChatCompletionSystemMessageParam | ChatCompletionDeveloperMessageParam)
+    ]
+
+
+def _conversation(request: ChatCompletionCreateParams) -> list[HistoryMessage]:
+    """User and assistant turns as Anthropic messages: tool calls as tool_use, tool messages as tool_result."""
+    conversation: list[HistoryMessage] = []
+    legacy_calls: dict[str, str] = {}  # function name -> id of its latest legacy call
+    for index, message in enumerate(request.messages):
+        match message:
+            case ChatCompletionUserMessageParam():
+                role, blocks = "user", _blocks(message.content, index)
+            case ChatCompletionAssistantMessageParam():
+                role, blocks = "assistant", _blocks(message.content, index) + _tool_uses(message, index, legacy_calls)
+            case ChatCompletionToolMessageParam():
+                role, blocks = "user", [_tool_result(message.tool_call_id, _blocks(message.content, index))]
+            case ChatCompletionFunctionMessageParam():
+                call_id = legacy_calls.get(message.name) or _legacy_call_id(message.name)
+                role, blocks = "user", [_tool_result(call_id, _blocks(message.content, index))]
+            case _:
+                continue  # system and developer messages: the system prompt
+        if not blocks:
+            continue
+        if conversation and conversation[-1].role == role:
+            # One turn per role change, as the API sees it; the CLI would otherwise merge or pad them its own way.
+            blocks = conversation.pop().content + blocks
+        # Tool results must open their turn.
+        blocks.sort(key=lambda block: block["type"] != "tool_result")
+        conversation.append(HistoryMessage(role, blocks))
+    return conversation
+
+
+def _tool_uses(
+    message: ChatCompletionAssistantMessageParam, index: int, legacy_calls: dict[str, str]
+) -> list[ContentBlock]:
+    calls = [
+        (call.id, call.function, f"messages[{index}].tool_calls[{n}]")
+        for n, call in enumerate(message.tool_calls or ())
+    ]
+    if message.function_call is not None:
+        legacy_calls[message.function_call.name] = _legacy_call_id(message.function_call.name)
+        calls.append(
+            (legacy_calls[message.function_call.name], message.function_call, f"messages[{index}].function_call")
+        )
+    return [
+        {
+            "type": "tool_use",
+            "id": call_id,
+            "name": mcp.served_name(function.name),
+            "input": _arguments(function.arguments, param),
+        }
+        for call_id, function, param in calls
+    ]
+
+
+def _legacy_call_id(name: str) -> str:
+    return "call_" + re.sub(r"[^a-zA-Z0-9_-]", "_", name)
+
+
+def _arguments(arguments: str, param: str) -> dict[str, Any]:
+    try:
+        value = json.loads(arguments) if arguments.strip() else {}
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise OpenAIError(400, "Tool call arguments must be a JSON object.", param=f"{param}.function.arguments")
+    return value
+
+
+def _tool_result(call_id: str, content: list[ContentBlock]) -> ContentBlock:
+    block: ContentBlock = {"type": "tool_result", "tool_use_id": call_id}
+    if content:
+        block["content"] = content
+    return block
+
+
+def _has(message: HistoryMessage, block_type: str) -> bool:
+    return any(block["type"] == block_type for block in message.content)
+
+
+def _tools(request: ChatCompletionCreateParams) -> tuple[ToolSpec, ...]:
+    functions = [tool.function for tool in request.tools or ()] + list(request.functions or ())
+    specs = {
+        function.name: ToolSpec(
+            name=function.name,
+            description=function.description or "",
+            input_schema=function.parameters or {"type": "object", "properties": {}},
+        )
+        for function in functions
+    }
+    return tuple(specs.values())
+
+
+def _choice(request: ChatCompletionCreateParams) -> str | None:
+    """The tool choice as "none", "auto", "required" or a function's name (legacy `function_call` too)."""
+    choice = request.tool_choice if request.tool_choice is not None else request.function_call
+    match choice:
+        case ChatCompletionNamedToolChoiceParam(function=function) | (
+            ChatCompletionNamedToolChoiceFunction() as function
+        ):
+            return function.name
+        case str():
+            return choice
+    return None
+
+
+def _tool_choice_instruction(request: ChatCompletionCreateParams, tools: tuple[ToolSpec, ...]) -> str | None:
+    """The CLI has no tool_choice: `required` and a named function become an instruction (an approximation)."""
+    choice = _choice(request)
+    if choice in (None, "auto", "none") or not tools:
+        return None
+    if choice == "required":
+        return "In this reply you must call at least one of the available tools."
+    if choice not in {tool.name for tool in tools}:
+        raise OpenAIError(400, f"tool_choice names {choice!r}, which is not among the tools.", param="tool_choice")
+    return f"In this reply you must call the tool {mcp.served_name(choice)}."
+
+
+def _json_schema(request: ChatCompletionCreateParams) -> dict[str, Any] | None:
+    match request.response_format:
+        case ResponseFormatJSONSchema(json_schema=spec):
+            return spec.schema_ or {"type": "object"}
+        case ResponseFormatJSONObject():
+            return {"type": "object"}
+    return None
 
 
 def _blocks(content: MessageContent | None, index: int) -> list[ContentBlock]:
@@ -123,11 +277,19 @@ def _flatten(history: list[HistoryMessage], prompt: HistoryMessage) -> list[Cont
     for message in history:
         parts = []
         for block in message.content:
-            if block["type"] == "text":
-                parts.append(block["text"])
-            else:
-                images.append(block)
-                parts.append(f"[image {len(images)}]")
+            match block["type"]:
+                case "text":
+                    parts.append(block["text"])
+                case "image":
+                    images.append(block)
+                    parts.append(f"[image {len(images)}]")
+                case "tool_use":
+                    parts.append(
+                        f"[called {mcp.client_name(block['name'])}({json.dumps(block['input'])}), id {block['id']}]"
+                    )
+                case "tool_result":
+                    texts = [part.get("text", "[image]") for part in block.get("content", ())]
+                    parts.append(f"[result of {block['tool_use_id']}: {' '.join(texts)}]")
         turns.append(f"{message.role.capitalize()}: " + "\n".join(parts))
     preface = "The conversation so far:\n\n" + "\n\n".join(turns) + "\n\nThe user's new message follows."
     return [{"type": "text", "text": preface}, *images, *prompt.content]

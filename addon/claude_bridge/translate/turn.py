@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import AsyncGenerator, Iterator
 from dataclasses import dataclass, field
 
-from ..claude import events
+from ..claude import events, mcp
 from ..claude.events import Usage
 from ..claude.invocation import ClaudeInvocation, ClaudeSettings
 from ..claude.process import IdleTimeout, TotalTimeout
@@ -25,10 +26,35 @@ class TurnText:
     text: str
 
 
+@dataclass(frozen=True, slots=True)
+class TurnReasoning:
+    """Claude's thinking, passed on only when the bridge is asked to show it."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class TurnToolCall:
+    """The model starts its `index`-th call of one of the client's tools; the arguments follow in fragments."""
+
+    index: int
+    id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class TurnToolArguments:
+    index: int
+    fragment: str
+
+
 @dataclass(frozen=True)
 class TurnEnd:
     stop_reason: str | None
     usage: Usage
+
+
+TurnItem = TurnText | TurnReasoning | TurnToolCall | TurnToolArguments | TurnEnd
 
 
 @dataclass
@@ -58,15 +84,20 @@ def prompt_tokens(usage: Usage) -> int:
 
 
 async def turn(
-    invocation: ClaudeInvocation, settings: ClaudeSettings, report: TurnReport
-) -> AsyncGenerator[TurnText | TurnEnd]:
-    """Text as it streams, then one TurnEnd; failures raise OpenAIError with the CLI's own message.
+    invocation: ClaudeInvocation,
+    settings: ClaudeSettings,
+    report: TurnReport,
+    *,
+    parallel_tool_calls: bool = True,
+    reasoning: bool = False,
+) -> AsyncGenerator[TurnItem]:
+    """Text and tool calls as they stream, then one TurnEnd; failures raise OpenAIError with the CLI's own message.
 
     Close it with `aclose()` (or `contextlib.aclosing`) to end the run early: that stops and reaps the CLI.
     """
     try:
         async with ClaudeRun(invocation, settings) as run, contextlib.aclosing(run.events()) as stream:
-            reader = _Reader(report)
+            reader = _Reader(report, invocation, parallel_tool_calls=parallel_tool_calls, reasoning=reasoning)
             async for event in stream:
                 for item in reader.read(event):
                     yield item
@@ -102,27 +133,44 @@ def _failed(report: TurnReport, error: OpenAIError) -> OpenAIError:
 
 
 class _Reader:
-    """Folds events into the report, and says what to send: text, then the end of the turn."""
+    """Folds events into the report, and says what to send: text and tool calls, then the end of the turn."""
 
-    def __init__(self, report: TurnReport) -> None:
+    def __init__(
+        self, report: TurnReport, invocation: ClaudeInvocation, *, parallel_tool_calls: bool, reasoning: bool
+    ) -> None:
         self.report = report
-        self._streamed: set[str] = set()  # messages whose text came as deltas
+        self._tools = bool(invocation.tools)
+        self._structured = invocation.json_schema is not None
+        self._parallel = parallel_tool_calls
+        self._reasoning = reasoning
+        self._streamed: set[str] = set()  # messages whose content came as deltas
+        self._calls: dict[tuple[str, int], int] = {}  # (message, block) -> the client's call index
         self._resets_at: int | None = None
 
-    def read(self, event: events.Event) -> Iterator[TurnText | TurnEnd]:
+    def read(self, event: events.Event) -> Iterator[TurnItem]:
         report = self.report
         match event:
-            case events.TextDelta(message_id=message_id, text=text) if text:
+            case events.TextDelta(message_id=message_id, text=text) if text and not self._structured:
                 self._streamed.add(message_id)
-                yield self._text(text)
+                yield self._sent(TurnText(text))
+            case events.ThinkingDelta(text=text) if text and self._reasoning:
+                yield TurnReasoning(text)
+            case events.ToolUseStart(message_id=message_id, index=index, id=call_id, name=name):
+                self._streamed.add(message_id)
+                if name.startswith(mcp.TOOL_PREFIX):  # not the CLI's own, such as StructuredOutput
+                    self._calls[message_id, index] = len(self._calls)
+                    yield self._sent(TurnToolCall(self._calls[message_id, index], call_id, mcp.client_name(name)))
+            case events.ToolInputDelta(message_id=message_id, index=index, partial_json=fragment):
+                if (message_id, index) in self._calls and fragment:
+                    yield TurnToolArguments(self._calls[message_id, index], fragment)
+            case events.BlockStop(message_id=message_id, index=index) if (message_id, index) in self._calls:
+                if not self._parallel:
+                    yield self._end("tool_use")
             case events.AssistantMessage() if not event.is_api_error_message and event.message.id not in self._streamed:
-                # The CLI fell back to a non-streaming request: each block's whole text arrives at once.
-                if event.text:
-                    yield self._text(event.text)
-                if event.message.stop_reason == "max_tokens":
-                    yield self._cut_off()
+                # The CLI fell back to a non-streaming request: each block arrives whole, as its own line.
+                yield from self._whole(event.message)
             case events.BlocksAbandoned() | events.ApiRetry() | events.MessageStart() if report.first_text:
-                # The API call broke off after text went out; the CLI's retry would send that text again.
+                # The API call broke off after output went out; the CLI's retry would send it again.
                 raise OpenAIError(
                     502,
                     "The Claude API stream broke off after part of the answer was sent; a retry would repeat "
@@ -135,10 +183,12 @@ class _Reader:
             case events.MessageDelta(stop_reason=stop_reason, output_tokens=output_tokens):
                 if output_tokens:
                     report.usage = report.usage.model_copy(update={"output_tokens": output_tokens})
-                if stop_reason == "max_tokens":
-                    yield self._cut_off()
-            case events.SystemInit(model=model):
+                if stop_reason == "max_tokens" or (stop_reason == "tool_use" and self._calls):
+                    yield self._end(stop_reason)
+            case events.SystemInit(model=model, mcp_servers=servers):
                 report.claude_model = model
+                if self._tools and not any(s.name == mcp.SERVER_NAME and s.status == "connected" for s in servers):
+                    raise errors.cli_failed("the CLI could not list the request's tools")
             case events.RateLimitEvent(rate_limit_info=info):
                 self._resets_at = info.resets_at or self._resets_at
             case events.ApiRetry():
@@ -151,16 +201,43 @@ class _Reader:
                     event.retry_delay_ms / 1000,
                 )
             case events.Result():
-                report.cost_usd = event.total_cost_usd
-                if event.is_error:
-                    raise errors.from_result(event, rate_limit_resets_at=self._resets_at)
-                report.usage = event.usage
-                yield TurnEnd(event.stop_reason, event.usage)
+                yield from self._result(event)
 
-    def _text(self, text: str) -> TurnText:
+    def _whole(self, message: events.Message) -> Iterator[TurnItem]:
+        for block in message.content:
+            if block.type == "text" and block.text and not self._structured:
+                yield self._sent(TurnText(block.text))
+            elif block.type == "tool_use" and block.name and block.name.startswith(mcp.TOOL_PREFIX):
+                index = self._calls.setdefault((message.id, len(self._calls)), len(self._calls))
+                yield self._sent(TurnToolCall(index, block.id or "", mcp.client_name(block.name)))
+                yield TurnToolArguments(index, json.dumps(block.input or {}))
+                if not self._parallel:
+                    yield self._end("tool_use")
+        if message.stop_reason == "max_tokens":
+            yield self._end("max_tokens")
+
+    def _result(self, result: events.Result) -> Iterator[TurnItem]:
+        report = self.report
+        report.cost_usd = result.total_cost_usd
+        report.usage = result.usage
+        if self._calls and result.stop_reason == "tool_use":
+            # The calls are the answer; the CLI reports them as denied (it runs none) and stops, as asked.
+            yield self._end("tool_use")
+        elif result.is_error:
+            raise errors.from_result(result, rate_limit_resets_at=self._resets_at)
+        elif self._structured:
+            if result.structured_output is None:
+                raise errors.cli_failed("the answer did not come back in the requested JSON schema")
+            yield self._sent(TurnText(json.dumps(result.structured_output, ensure_ascii=False)))
+            yield self._end("end_turn")
+        else:
+            yield self._end(result.stop_reason)
+
+    def _sent(self, item: TurnText | TurnToolCall) -> TurnText | TurnToolCall:
         self.report.first_text = self.report.first_text or time.monotonic()
-        return TurnText(text)
+        return item
 
-    def _cut_off(self) -> TurnEnd:
-        """The CLI would ask the model to go on (up to 3 times); OpenAI's max_tokens means stop here."""
-        return TurnEnd("max_tokens", self.report.usage)
+    def _end(self, stop_reason: str | None) -> TurnEnd:
+        """The end of the turn; at max_tokens or the client's tool calls the bridge stops the run itself
+        (the CLI would ask the model to go on, or report the calls as denied)."""
+        return TurnEnd(stop_reason, self.report.usage)
