@@ -274,3 +274,97 @@ def test_values_of_the_wrong_json_type_are_refused_not_coerced(field: str, value
         parse_chat_request(json.dumps(body).encode())
     assert caught.value.status == 400
     assert caught.value.error.param is not None and caught.value.error.param.startswith(field)
+
+
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+CALL = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+
+
+def tool_job(messages: list[dict[str, Any]], **fields: Any) -> ChatJob:
+    return chat_job(parse_chat_request(body(messages=messages, tools=TOOLS, **fields)), MODELS, "resume")
+
+
+def test_tool_calls_and_results_become_tool_use_and_tool_result_blocks() -> None:
+    messages = [
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "content": None, "tool_calls": [CALL]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "Sunny"},
+    ]
+    invocation = tool_job(messages).invocation
+    assert [m.role for m in invocation.history] == ["user"]
+    assert invocation.replay is not None, "the calls of a final tool-result turn go on stdin with it"
+    assert invocation.replay.content == [
+        {"type": "tool_use", "id": "call_1", "name": "mcp__app__get_weather", "input": {"city": "Paris"}}
+    ]
+    assert invocation.prompt == [
+        {"type": "tool_result", "tool_use_id": "call_1", "content": [{"type": "text", "text": "Sunny"}]}
+    ]
+    assert [tool.name for tool in invocation.tools] == ["get_weather"]
+
+
+def test_tool_results_open_their_turn_when_a_user_message_follows() -> None:
+    messages = [
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "content": "Checking.", "tool_calls": [CALL]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "Sunny"},
+        {"role": "user", "content": "and tomorrow?"},
+    ]
+    prompt = tool_job(messages).invocation.prompt
+    assert [block["type"] for block in prompt] == ["tool_result", "text"]
+
+
+@pytest.mark.parametrize("arguments", ["not json", "[1, 2]", '"text"'])
+def test_tool_call_arguments_must_be_a_json_object(arguments: str) -> None:
+    call = {**CALL, "function": {"name": "get_weather", "arguments": arguments}}
+    messages = [{"role": "user", "content": "q"}, {"role": "assistant", "tool_calls": [call]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "r"}]  # fmt: skip
+    error = bad_request(lambda: tool_job(messages))
+    assert error.error.param == "messages[1].tool_calls[0].function.arguments"
+
+
+def test_empty_arguments_mean_no_arguments() -> None:
+    call = {**CALL, "function": {"name": "get_weather", "arguments": ""}}
+    messages = [{"role": "user", "content": "q"}, {"role": "assistant", "tool_calls": [call]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "r"}]  # fmt: skip
+    assert tool_job(messages).invocation.replay.content[0]["input"] == {}
+
+
+def test_legacy_function_messages_pair_with_their_call() -> None:
+    messages = [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "function_call": {"name": "lookup", "arguments": "{}"}},
+        {"role": "function", "name": "lookup", "content": "found"},
+    ]
+    request = parse_chat_request(body(messages=messages, functions=[{"name": "lookup"}]))
+    job = chat_job(request, MODELS, "resume")
+    use_id = job.invocation.replay.content[0]["id"]
+    assert job.invocation.prompt[0]["tool_use_id"] == use_id
+    assert job.legacy_functions and not job.parallel_tool_calls
+
+
+@pytest.mark.parametrize(
+    ("response_format", "schema"),
+    [
+        ({"type": "text"}, None),
+        ({"type": "json_object"}, {"type": "object"}),
+        ({"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object", "required": ["a"]}}},
+         {"type": "object", "required": ["a"]}),
+    ],
+)  # fmt: skip
+def test_response_format_becomes_the_clis_json_schema(response_format: dict, schema: dict | None) -> None:
+    assert job(response_format=response_format).invocation.json_schema == schema
+
+
+@pytest.mark.parametrize(
+    ("effort", "cli_effort", "thinking"),
+    [
+        (None, None, True),
+        ("none", "low", False),
+        ("minimal", "low", True),
+        ("high", "high", True),
+        ("xhigh", "xhigh", True),
+    ],
+)
+def test_reasoning_effort_maps_to_the_clis_effort(effort: str | None, cli_effort: str | None, thinking: bool) -> None:
+    invocation = job(reasoning_effort=effort).invocation if effort else job().invocation
+    assert (invocation.effort, invocation.thinking) == (cli_effort, thinking)

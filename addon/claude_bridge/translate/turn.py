@@ -153,8 +153,8 @@ class _Reader:
             case events.TextDelta(message_id=message_id, text=text) if text and not self._structured:
                 self._streamed.add(message_id)
                 yield self._sent(TurnText(text))
-            case events.ThinkingDelta(text=text) if text and self._reasoning:
-                yield TurnReasoning(text)
+            case events.ThinkingDelta(thinking=thinking) if thinking and self._reasoning:
+                yield TurnReasoning(thinking)
             case events.ToolUseStart(message_id=message_id, index=index, id=call_id, name=name):
                 self._streamed.add(message_id)
                 if name.startswith(mcp.TOOL_PREFIX):  # not the CLI's own, such as StructuredOutput
