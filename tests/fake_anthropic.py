@@ -558,7 +558,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self._event("content_block_delta", {"index": index, "delta": delta})
             self._event("content_block_stop", {"index": index})
         end: Json = {"stop_reason": turn.stop_reason, "stop_sequence": None}
-        self._event("message_delta", {"delta": end, "usage": {"output_tokens": turn.usage.output_tokens}})
+        thinking = sum(len(block.chunks) for block in turn.blocks if block.kind == "thinking")
+        usage = {"output_tokens": turn.usage.output_tokens, "output_tokens_details": {"thinking_tokens": thinking}}
+        self._event("message_delta", {"delta": end, "usage": usage})
         self._event("message_stop", {})
         self._end_chunks()
 

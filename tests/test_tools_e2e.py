@@ -177,7 +177,8 @@ def test_reasoning_effort_and_reasoning_content(start_bridge, fake):
     assert request.body["output_config"]["effort"] == "high"
 
 
-def test_thinking_stays_hidden_by_default(bridge, fake):
-    fake.enqueue(Thinking(("secret",), ("Answer.",)))
+def test_thinking_stays_hidden_by_default_and_counts_as_reasoning_tokens(bridge, fake):
+    fake.enqueue(Thinking(("secret", " plans", " here"), ("Answer.",)))
     raw = bridge.client().with_raw_response.chat.completions.create(model="sonnet", messages=ASK)
     assert "secret" not in raw.http_response.text and "reasoning_content" not in raw.http_response.text
+    assert raw.parse().usage.completion_tokens_details.reasoning_tokens == 3
