@@ -17,11 +17,14 @@ from mitmproxy import ctx, exceptions, http
 from . import backend, interception
 from .claude.invocation import ClaudeSettings
 from .openai import sse
+from .openai.chat import ChatCompletionCreateParams
 from .openai.errors import OpenAIError
 from .openai.models import Model, ModelList
+from .openai.responses import Response, ResponseCreateParams
+from .translate import responses
 from .translate.chat import completion, completion_chunks
 from .translate.model_map import ModelMap
-from .translate.request import chat_job, parse_chat_request
+from .translate.request import ChatJob, chat_job, parse_chat_request, parse_request
 from .translate.turn import TurnReport
 
 logger = logging.getLogger(__name__)
@@ -75,6 +78,7 @@ class ClaudeBridge:
         self.backend = backend.Backend()
         self.models = ModelMap.from_entries([])
         self.settings = ClaudeSettings()
+        self.responses = responses.ResponseStore(capacity=1000)
         self.claude_version: str | None = None
         self._flows: dict[str, BridgedFlow] = {}
         self._running = False
@@ -115,6 +119,13 @@ class ClaudeBridge:
             False,
             "Show Claude's thinking to clients as `reasoning_content` (deltas and message field); off, it stays out.",
         )
+        loader.add_option(
+            "bridge_responses_kept",
+            int,
+            1000,
+            "How many recent Responses API responses are kept in memory for previous_response_id and GET "
+            "/v1/responses/{id} (the oldest go first; none survive a restart).",
+        )
         loader.add_option("claude_bin", str, "claude", "The Claude Code CLI to run.")
         loader.add_option(
             "claude_max_retries",
@@ -145,6 +156,10 @@ class ClaudeBridge:
         for name in ("claude_idle_timeout", "claude_total_timeout"):
             if name in updated and getattr(ctx.options, name) <= 0:
                 raise exceptions.OptionsError(f"{name} must be a positive number of seconds.")
+        if "bridge_responses_kept" in updated:
+            if ctx.options.bridge_responses_kept < 1:
+                raise exceptions.OptionsError("bridge_responses_kept must be at least 1.")
+            self.responses.capacity = ctx.options.bridge_responses_kept
         if "claude_max_retries" in updated and ctx.options.claude_max_retries < 0:
             raise exceptions.OptionsError("claude_max_retries must not be negative.")
         self.settings = ClaudeSettings(
@@ -256,23 +271,50 @@ class ClaudeBridge:
         elif path == "/v1/chat/completions":
             _allow(method, "POST")
             self._bridge_chat(flow)
+        elif path == "/v1/responses":
+            _allow(method, "POST")
+            self._bridge_responses(flow)
+        elif path.startswith("/v1/responses/"):
+            _allow(method, "GET")
+            stored = self.responses.response(path.removeprefix("/v1/responses/"))
+            _respond(flow, 200, stored.model_dump(mode="json"))
         elif ctx.options.bridge_other_endpoints == "passthrough":
             flow.comment = "claude-bridge: passed through to the real API"
         else:
             raise OpenAIError(
                 404,
-                f"Invalid URL ({method} {path}): claude-bridge answers /v1/chat/completions, /v1/models and /health "
+                f"Invalid URL ({method} {path}): claude-bridge answers /v1/chat/completions, /v1/responses, "
+                "/v1/models and /health "
                 "(set bridge_other_endpoints=passthrough to send other endpoints to the real API).",
                 code="unknown_url",
             )
 
-    def _bridge_chat(self, flow: http.HTTPFlow) -> None:
-        job = chat_job(
-            parse_chat_request(flow.request.content or b""),
-            self.models,
-            ctx.options.bridge_history,
-            reasoning_content=ctx.options.bridge_reasoning_content,
+    def _chat_job(self, request: ChatCompletionCreateParams) -> ChatJob:
+        return chat_job(
+            request, self.models, ctx.options.bridge_history, reasoning_content=ctx.options.bridge_reasoning_content
         )
+
+    def _bridge_responses(self, flow: http.HTTPFlow) -> None:
+        request = parse_request(flow.request.content or b"", ResponseCreateParams)
+        earlier = self.responses.conversation(request.previous_response_id) if request.previous_response_id else []
+        chat, conversation = responses.chat_request(request, earlier)
+        job = self._chat_job(chat)
+        report = TurnReport()
+
+        def store(response: Response) -> None:
+            if request.store is not False:
+                self.responses.put(response, conversation + responses.output_messages(response))
+
+        if job.stream:
+            parked: backend.Job = backend.StreamJob(
+                lambda: responses.response_events(job, request, self.settings, report, store), sse.RESPONSES
+            )
+        else:
+            parked = backend.JsonJob(lambda: responses.response_object(job, request, self.settings, report, store))
+        self._flows[flow.id] = BridgedFlow.divert(flow, report, self.backend.port, self.backend.park(parked))
+
+    def _bridge_chat(self, flow: http.HTTPFlow) -> None:
+        job = self._chat_job(parse_chat_request(flow.request.content or b""))
         report = TurnReport()
         if job.stream:
             parked: backend.Job = backend.StreamJob(

@@ -12,6 +12,7 @@ from pathlib import Path
 from types import TracebackType
 
 from . import events, mcp, transcript
+from .events import ControlRequest
 from .invocation import (
     MAX_TURNS,
     MAX_TURNS_STRUCTURED,
@@ -89,7 +90,7 @@ class ClaudeRun:
         await self._process.wait()
         raise ClaudeExited(self._process.returncode, self._process.stderr_tail)
 
-    async def _answer(self, control: events.ControlRequest) -> None:
+    async def _answer(self, control: ControlRequest) -> None:
         """Answer for the in-process tool server; once the tools are listed, the input is complete."""
         assert self._process
         response = mcp.control_response(control.request_id, self.invocation.tools, control.request)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -31,3 +32,19 @@ def _data_error(error: OpenAIError) -> bytes:
 
 # Chat Completions: `data:` lines only (older SDKs crash on `event:` lines), ended by `data: [DONE]`.
 CHAT_COMPLETIONS = Format(event=_data, error=_data_error, end=b"data: [DONE]\n\n")
+
+
+def _named_event(model: BaseModel) -> bytes:
+    data = model.model_dump_json(exclude_none=True)
+    return f"event: {getattr(model, 'type', 'message')}\n".encode() + b"data: " + data.encode() + b"\n\n"
+
+
+def _error_event(error: OpenAIError) -> bytes:
+    data = json.dumps(
+        {"type": "error", "code": error.error.code, "message": error.error.message, "param": error.error.param}
+    )
+    return b"event: error\ndata: " + data.encode() + b"\n\n"
+
+
+# Responses: `event:` + `data:` lines, each with its type; the stream just ends (no [DONE]).
+RESPONSES = Format(event=_named_event, error=_error_event, end=b"")

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from ..claude import mcp
 from ..claude.invocation import ClaudeInvocation, ContentBlock, HistoryMessage, ToolSpec
@@ -296,6 +296,10 @@ def _flatten(history: list[HistoryMessage], prompt: HistoryMessage) -> list[Cont
 
 
 def parse_chat_request(body: bytes) -> ChatCompletionCreateParams:
+    return parse_request(body, ChatCompletionCreateParams)
+
+
+def parse_request[Model: BaseModel](body: bytes, model: type[Model]) -> Model:
     """The request body validated, or a 400 naming the offending field as OpenAI does."""
     try:
         data = json.loads(body)
@@ -308,7 +312,7 @@ def parse_chat_request(body: bytes) -> ChatCompletionCreateParams:
     if not isinstance(data, dict):
         raise OpenAIError(400, "The request body must be a JSON object.")
     try:
-        return ChatCompletionCreateParams.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as e:
         # Of a union's alternatives, the error that got deepest into the value names the real problem.
         error = max(e.errors(include_url=False), key=lambda error: len(error["loc"]))

@@ -1,0 +1,366 @@
+"""The Responses API on the Chat Completions core: input items become chat messages, Claude's turn becomes
+the Responses event stream (and, collected, the response object)."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import secrets
+import time
+from collections.abc import AsyncGenerator, Callable
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..claude.events import Usage
+from ..claude.invocation import ClaudeSettings
+from ..openai.chat import ChatCompletionCreateParams
+from ..openai.errors import OpenAIError
+from ..openai.responses import (
+    FunctionTool,
+    FunctionToolParam,
+    IncompleteDetails,
+    InputTokensDetails,
+    OutputTokensDetails,
+    Response,
+    ResponseContentPartEvent,
+    ResponseCreateParams,
+    ResponseError,
+    ResponseFunctionCallArgumentsDeltaEvent,
+    ResponseFunctionCallArgumentsDoneEvent,
+    ResponseFunctionCallOutput,
+    ResponseFunctionToolCall,
+    ResponseFunctionToolCallParam,
+    ResponseInputImage,
+    ResponseInputMessage,
+    ResponseInputText,
+    ResponseLifecycleEvent,
+    ResponseOutputItemEvent,
+    ResponseOutputMessage,
+    ResponseOutputText,
+    ResponseStreamEvent,
+    ResponseTextDeltaEvent,
+    ResponseTextDoneEvent,
+    ResponseUsage,
+    ToolChoiceFunction,
+)
+from .request import ChatJob
+from .turn import TurnEnd, TurnReport, TurnText, TurnToolArguments, TurnToolCall, prompt_tokens, turn
+
+Message = dict[str, Any]
+
+
+class ResponseStore:
+    """Recent responses, for `previous_response_id` and `GET /v1/responses/{id}`: in memory, the newest
+    `capacity` kept (a conversation continues from any of them; older ids answer 404)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._entries: collections.OrderedDict[str, tuple[Response, list[Message]]] = collections.OrderedDict()
+
+    def put(self, response: Response, conversation: list[Message]) -> None:
+        self._entries[response.id] = (response, conversation)
+        self._entries.move_to_end(response.id)
+        while len(self._entries) > self.capacity:
+            self._entries.popitem(last=False)
+
+    def response(self, response_id: str) -> Response:
+        return self._get(response_id, "response_id")[0]
+
+    def conversation(self, response_id: str) -> list[Message]:
+        return self._get(response_id, "previous_response_id")[1]
+
+    def _get(self, response_id: str, param: str) -> tuple[Response, list[Message]]:
+        try:
+            return self._entries[response_id]
+        except KeyError:
+            raise OpenAIError(
+                404,
+                f"Response with id '{response_id}' not found. claude-bridge keeps the last {self.capacity} "
+                "responses in memory, and none across restarts.",
+                code="response_not_found" if param == "response_id" else "previous_response_not_found",
+                param=param,
+            ) from None
+
+
+def chat_request(
+    request: ResponseCreateParams, earlier: list[Message]
+) -> tuple[ChatCompletionCreateParams, list[Message]]:
+    """The equivalent chat request, and the conversation (without instructions) to store for follow-ups."""
+    conversation = earlier + _messages(request)
+    messages = ([{"role": "system", "content": request.instructions}] if request.instructions else []) + conversation
+    fields: dict[str, Any] = {"model": request.model, "messages": messages, "stream": bool(request.stream)}
+    tools = [tool for tool in request.tools or () if isinstance(tool, FunctionToolParam)]
+    if tools:
+        fields["tools"] = [
+            {"type": "function", "function": tool.model_dump(exclude={"type"}, exclude_none=True)} for tool in tools
+        ]
+        if isinstance(request.tool_choice, ToolChoiceFunction):
+            fields["tool_choice"] = {"type": "function", "function": {"name": request.tool_choice.name}}
+        elif isinstance(request.tool_choice, str):
+            fields["tool_choice"] = request.tool_choice
+    if request.parallel_tool_calls is not None:
+        fields["parallel_tool_calls"] = request.parallel_tool_calls
+    if request.text and request.text.format and request.text.format.type != "text":
+        fmt = request.text.format
+        fields["response_format"] = (
+            {"type": "json_schema", "json_schema": {"name": fmt.name, "schema": fmt.schema_, "strict": fmt.strict}}
+            if fmt.type == "json_schema"
+            else {"type": "json_object"}
+        )
+    if request.reasoning and request.reasoning.effort:
+        fields["reasoning_effort"] = request.reasoning.effort
+    if request.max_output_tokens:
+        fields["max_completion_tokens"] = request.max_output_tokens
+    try:
+        return ChatCompletionCreateParams.model_validate(fields), conversation
+    except ValidationError as e:
+        error = e.errors(include_url=False)[0]
+        raise OpenAIError(400, f"Invalid input: {error['msg']}.", param="input") from None
+
+
+def _messages(request: ResponseCreateParams) -> list[Message]:
+    """Input items as chat messages; consecutive function calls join one assistant message."""
+    if isinstance(request.input, str):
+        return [{"role": "user", "content": request.input}]
+    messages: list[Message] = []
+    for item in request.input:
+        match item:
+            case ResponseInputMessage(role=role, content=content):
+                messages.append({"role": role, "content": content if isinstance(content, str) else _parts(content)})
+            case ResponseFunctionToolCallParam(call_id=call_id, name=name, arguments=arguments):
+                call = {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+                if messages and messages[-1]["role"] == "assistant":
+                    messages[-1].setdefault("tool_calls", []).append(call)
+                else:
+                    messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+            case ResponseFunctionCallOutput(call_id=call_id, output=output):
+                result = output if isinstance(output, str) else _parts(output)
+                messages.append({"role": "tool", "tool_call_id": call_id, "content": result})
+    return messages
+
+
+def _parts(parts: list[Any]) -> list[dict[str, Any]]:
+    converted: list[dict[str, Any]] = []
+    for part in parts:
+        match part:
+            case ResponseInputText(text=text):
+                converted.append({"type": "text", "text": text})
+            case ResponseInputImage(image_url=url) if url:
+                converted.append({"type": "image_url", "image_url": {"url": url}})
+            case _:
+                converted.append({"type": part.type})  # refused by the chat core with a clear 400
+    return converted
+
+
+async def response_events(
+    job: ChatJob,
+    request: ResponseCreateParams,
+    settings: ClaudeSettings,
+    report: TurnReport,
+    store: Callable[[Response], None],
+) -> AsyncGenerator[ResponseStreamEvent]:
+    """The Responses stream: created and in_progress once Claude has produced something (a failure before that
+    is an HTTP error), the output items with their deltas, then completed, incomplete or failed."""
+    response = Response(
+        id="resp_" + secrets.token_hex(24),
+        created_at=int(time.time()),
+        status="in_progress",
+        model=request.model,
+        output=[],
+        instructions=request.instructions,
+        previous_response_id=request.previous_response_id,
+        max_output_tokens=request.max_output_tokens,
+        parallel_tool_calls=job.parallel_tool_calls,
+        tool_choice=request.tool_choice or "auto",
+        tools=[
+            FunctionTool.model_validate(tool.model_dump())
+            for tool in request.tools or ()
+            if isinstance(tool, FunctionToolParam)
+        ],
+        store=request.store is not False,
+    )
+    sequence = 0
+
+    def event(model: Any) -> Any:
+        nonlocal sequence
+        model.sequence_number, sequence = sequence, sequence + 1
+        return model
+
+    started = False
+    message: ResponseOutputMessage | None = None
+    calls: dict[int, ResponseFunctionToolCall] = {}
+    end = TurnEnd(None, Usage())
+    items = turn(job.invocation, settings, report, parallel_tool_calls=job.parallel_tool_calls)
+    try:
+        async with contextlib.aclosing(items):
+            async for item in items:
+                if not started:
+                    started = True
+                    yield event(
+                        ResponseLifecycleEvent(type="response.created", response=response.model_copy(deep=True))
+                    )
+                    yield event(
+                        ResponseLifecycleEvent(type="response.in_progress", response=response.model_copy(deep=True))
+                    )
+                match item:
+                    case TurnText(text=text):
+                        if message is None:
+                            message = ResponseOutputMessage(
+                                id="msg_" + secrets.token_hex(24), status="in_progress", content=[]
+                            )
+                            index = len(response.output)
+                            response.output.append(message)
+                            yield event(
+                                ResponseOutputItemEvent(
+                                    type="response.output_item.added",
+                                    output_index=index,
+                                    item=message.model_copy(deep=True),
+                                )
+                            )
+                            yield event(
+                                ResponseContentPartEvent(
+                                    type="response.content_part.added",
+                                    item_id=message.id,
+                                    output_index=index,
+                                    content_index=0,
+                                    part=ResponseOutputText(text=""),
+                                )
+                            )
+                            message.content.append(ResponseOutputText(text=""))
+                        message.content[0].text += text
+                        yield event(
+                            ResponseTextDeltaEvent(
+                                item_id=message.id,
+                                output_index=response.output.index(message),
+                                content_index=0,
+                                delta=text,
+                            )
+                        )
+                    case TurnToolCall(index=call_index, id=call_id, name=name):
+                        for done in _close_message(message, response):
+                            yield event(done)
+                        message = None
+                        call = ResponseFunctionToolCall(
+                            id="fc_" + secrets.token_hex(24),
+                            status="in_progress",
+                            call_id=call_id,
+                            name=name,
+                            arguments="",
+                        )
+                        calls[call_index] = call
+                        response.output.append(call)
+                        yield event(
+                            ResponseOutputItemEvent(
+                                type="response.output_item.added",
+                                output_index=len(response.output) - 1,
+                                item=call.model_copy(),
+                            )
+                        )
+                    case TurnToolArguments(index=call_index, fragment=fragment):
+                        call = calls[call_index]
+                        call.arguments += fragment
+                        yield event(
+                            ResponseFunctionCallArgumentsDeltaEvent(
+                                item_id=call.id, output_index=response.output.index(call), delta=fragment
+                            )
+                        )
+                    case TurnEnd():
+                        end = item
+    except OpenAIError as e:
+        if not started:
+            raise
+        response.status = "failed"
+        response.error = ResponseError(
+            code="rate_limit_exceeded" if e.status == 429 else "server_error", message=e.error.message
+        )
+        yield event(ResponseLifecycleEvent(type="response.failed", response=response))
+        return
+    if not started:
+        yield event(ResponseLifecycleEvent(type="response.created", response=response.model_copy(deep=True)))
+        yield event(ResponseLifecycleEvent(type="response.in_progress", response=response.model_copy(deep=True)))
+    incomplete = end.stop_reason == "max_tokens"
+    for done in _close_message(message, response, incomplete=incomplete):
+        yield event(done)
+    for call in calls.values():
+        call.status = "completed"
+        index = response.output.index(call)
+        yield event(
+            ResponseFunctionCallArgumentsDoneEvent(
+                item_id=call.id, output_index=index, name=call.name, arguments=call.arguments
+            )
+        )
+        yield event(ResponseOutputItemEvent(type="response.output_item.done", output_index=index, item=call))
+    response.usage = response_usage(end.usage)
+    response.status = "incomplete" if incomplete else "completed"
+    if incomplete:
+        response.incomplete_details = IncompleteDetails(reason="max_output_tokens")
+    store(response)
+    report.outcome = f"finished ({end.stop_reason or 'end_turn'})"
+    yield event(
+        ResponseLifecycleEvent(type="response.incomplete" if incomplete else "response.completed", response=response)
+    )
+
+
+def _close_message(
+    message: ResponseOutputMessage | None, response: Response, incomplete: bool = False
+) -> list[ResponseStreamEvent]:
+    if message is None or message.status != "in_progress":
+        return []
+    message.status = "incomplete" if incomplete else "completed"
+    index = response.output.index(message)
+    part = message.content[0]
+    return [
+        ResponseTextDoneEvent(item_id=message.id, output_index=index, content_index=0, text=part.text),
+        ResponseContentPartEvent(
+            type="response.content_part.done", item_id=message.id, output_index=index, content_index=0, part=part
+        ),
+        ResponseOutputItemEvent(type="response.output_item.done", output_index=index, item=message),
+    ]
+
+
+def response_usage(usage: Usage) -> ResponseUsage:
+    prompt = prompt_tokens(usage)
+    return ResponseUsage(
+        input_tokens=prompt,
+        input_tokens_details=InputTokensDetails(
+            cached_tokens=usage.cache_read_input_tokens, cache_write_tokens=usage.cache_creation_input_tokens
+        ),
+        output_tokens=usage.output_tokens,
+        output_tokens_details=OutputTokensDetails(reasoning_tokens=usage.output_tokens_details.thinking_tokens),
+        total_tokens=prompt + usage.output_tokens,
+    )
+
+
+def output_messages(response: Response) -> list[Message]:
+    """The response's output as chat messages, to continue the conversation from it."""
+    text = "".join(
+        part.text for item in response.output if isinstance(item, ResponseOutputMessage) for part in item.content
+    )
+    calls = [
+        {"id": item.call_id, "type": "function", "function": {"name": item.name, "arguments": item.arguments}}
+        for item in response.output
+        if isinstance(item, ResponseFunctionToolCall)
+    ]
+    message: Message = {"role": "assistant", "content": text or None}
+    if calls:
+        message["tool_calls"] = calls
+    return [message] if text or calls else []
+
+
+async def response_object(
+    job: ChatJob,
+    request: ResponseCreateParams,
+    settings: ClaudeSettings,
+    report: TurnReport,
+    store: Callable[[Response], None],
+) -> Response:
+    """The non-streaming answer: the stream's final response object (a failure after output began is a 502)."""
+    final: Response | None = None
+    async for item in response_events(job, request, settings, report, store):
+        if isinstance(item, ResponseLifecycleEvent):
+            final = item.response
+    assert final is not None
+    if final.status == "failed" and final.error is not None:
+        raise OpenAIError(502, final.error.message, "server_error")
+    return final
