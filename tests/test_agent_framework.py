@@ -6,7 +6,14 @@ from __future__ import annotations
 import base64
 
 import pytest
-from agents import Agent, OpenAIChatCompletionsModel, Runner, function_tool, set_tracing_disabled
+from agents import (
+    Agent,
+    OpenAIChatCompletionsModel,
+    Runner,
+    function_tool,
+    set_default_openai_client,
+    set_tracing_disabled,
+)
 from pydantic import BaseModel
 
 from fake_anthropic import Reply, ToolUse, conversation, tool_names
@@ -78,3 +85,19 @@ def test_agent_with_an_image_and_a_json_schema(bridge, fake):
     assert role == "user"
     assert {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}} in blocks
     assert "StructuredOutput" in tool_names(request.body)
+
+
+def test_agent_with_its_default_responses_model_runs_a_tool(bridge, fake):
+    @function_tool
+    def add(a: int, b: int) -> int:
+        """Add two numbers."""
+        return a + b
+
+    fake.enqueue(ToolUse((("add", {"a": 2, "b": 40}),)), Reply(("The sum is 42.",)))
+    set_default_openai_client(bridge.async_client(), use_for_tracing=False)  # as an app configures the SDK
+    responses_agent = Agent(name="calculator", instructions="Use the tool.", tools=[add], model="gpt-5")
+    result = Runner.run_sync(responses_agent, "What is 2 + 40?")
+    assert result.final_output == "The sum is 42."
+    second = fake.requests[1].body
+    results = [b for _, blocks in conversation(second) for b in blocks if b["type"] == "tool_result"]
+    assert results[0]["content"][0]["text"] == "42"
