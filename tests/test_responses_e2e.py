@@ -152,3 +152,32 @@ def test_failure_before_output_is_an_http_error_and_after_is_response_failed(sta
     events = list(bridge.client().responses.create(model="gpt-5", input="x", stream=True))
     assert events[-1].type == "response.failed"
     assert events[-1].response.error.code == "server_error" and "printed nothing" in events[-1].response.error.message
+
+
+def test_legacy_completions_stream_and_not(bridge, fake):
+    client = bridge.client()
+    fake.enqueue(Reply(("Once", " upon")))
+    completion = client.completions.create(model="gpt-3.5-turbo-instruct", prompt="Tell a story", max_tokens=50)
+    assert completion.object == "text_completion" and completion.choices[0].text == "Once upon"
+    assert completion.choices[0].finish_reason == "stop" and completion.usage.completion_tokens == 2
+    fake.enqueue(Reply(("a", "b", "c")))
+    # Not strict here: the SDK's own type refuses the `finish_reason: null` that OpenAI sends mid-stream.
+    lenient = openai.OpenAI(base_url=bridge.url + "/v1", api_key="x", max_retries=0)
+    chunks = list(lenient.completions.create(model="gpt-3.5-turbo-instruct", prompt=["Go"], max_tokens=2, stream=True))
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == "ab"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length"
+    assert fake.requests[1].body["max_tokens"] == 2
+    with pytest.raises(openai.BadRequestError):
+        client.completions.create(model="gpt-3.5-turbo-instruct", prompt=["one", "two"])
+
+
+def test_legacy_completions_default_to_openais_16_tokens(bridge, fake):
+    bridge.client().completions.create(model="gpt-3.5-turbo-instruct", prompt="x")
+    assert fake.requests[0].body["max_tokens"] == 16
+
+
+def test_moderations_answer_not_flagged_without_running_claude(bridge, fake):
+    result = bridge.client().moderations.create(input=["hello", "world"])
+    assert [r.flagged for r in result.results] == [False, False]
+    assert result.results[0].categories.violence is False
+    assert fake.requests == []

@@ -8,20 +8,23 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from mitmproxy import ctx, exceptions, http
+from pydantic import BaseModel
 
 from . import backend, interception
 from .claude.invocation import ClaudeSettings
 from .openai import sse
 from .openai.chat import ChatCompletionCreateParams
+from .openai.completions import CompletionCreateParams
 from .openai.errors import OpenAIError
 from .openai.models import Model, ModelList
+from .openai.moderations import ModerationCreateParams
 from .openai.responses import Response, ResponseCreateParams
-from .translate import responses
+from .translate import legacy, responses
 from .translate.chat import completion, completion_chunks
 from .translate.model_map import ModelMap
 from .translate.request import ChatJob, chat_job, parse_chat_request, parse_request
@@ -274,6 +277,17 @@ class ClaudeBridge:
         elif path == "/v1/responses":
             _allow(method, "POST")
             self._bridge_responses(flow)
+        elif path in ("/v1/completions", "/v1/moderations") and ctx.options.bridge_other_endpoints != "passthrough":
+            _allow(method, "POST")
+            if path == "/v1/moderations":
+                _respond(
+                    flow,
+                    200,
+                    legacy.not_flagged(parse_request(flow.request.content or b"", ModerationCreateParams)).model_dump(),
+                )
+                flow.comment = "claude-bridge: moderation answered (not flagged)"
+            else:
+                self._bridge_completions(flow)
         elif path.startswith("/v1/responses/"):
             _allow(method, "GET")
             stored = self.responses.response(path.removeprefix("/v1/responses/"))
@@ -284,7 +298,7 @@ class ClaudeBridge:
             raise OpenAIError(
                 404,
                 f"Invalid URL ({method} {path}): claude-bridge answers /v1/chat/completions, /v1/responses, "
-                "/v1/models and /health "
+                "/v1/completions, /v1/moderations, /v1/models and /health "
                 "(set bridge_other_endpoints=passthrough to send other endpoints to the real API).",
                 code="unknown_url",
             )
@@ -299,29 +313,54 @@ class ClaudeBridge:
         earlier = self.responses.conversation(request.previous_response_id) if request.previous_response_id else []
         chat, conversation = responses.chat_request(request, earlier)
         job = self._chat_job(chat)
-        report = TurnReport()
 
         def store(response: Response) -> None:
             if request.store is not False:
                 self.responses.put(response, conversation + responses.output_messages(response))
 
-        if job.stream:
-            parked: backend.Job = backend.StreamJob(
-                lambda: responses.response_events(job, request, self.settings, report, store), sse.RESPONSES
-            )
-        else:
-            parked = backend.JsonJob(lambda: responses.response_object(job, request, self.settings, report, store))
-        self._flows[flow.id] = BridgedFlow.divert(flow, report, self.backend.port, self.backend.park(parked))
+        self._divert(
+            flow,
+            job,
+            lambda report: responses.response_events(job, request, self.settings, report, store),
+            lambda report: responses.response_object(job, request, self.settings, report, store),
+            sse.RESPONSES,
+        )
+
+    def _bridge_completions(self, flow: http.HTTPFlow) -> None:
+        job = self._chat_job(legacy.chat_request(parse_request(flow.request.content or b"", CompletionCreateParams)))
+        self._divert(
+            flow,
+            job,
+            lambda report: legacy.completion_stream(job, self.settings, report),
+            lambda report: legacy.text_completion(job, self.settings, report),
+            sse.CHAT_COMPLETIONS,
+        )
 
     def _bridge_chat(self, flow: http.HTTPFlow) -> None:
         job = self._chat_job(parse_chat_request(flow.request.content or b""))
+        self._divert(
+            flow,
+            job,
+            lambda report: completion_chunks(job, self.settings, report),
+            lambda report: completion(job, self.settings, report),
+            sse.CHAT_COMPLETIONS,
+        )
+
+    def _divert(
+        self,
+        flow: http.HTTPFlow,
+        job: ChatJob,
+        stream: Callable[[TurnReport], AsyncGenerator[BaseModel]],
+        answer: Callable[[TurnReport], Awaitable[BaseModel]],
+        framing: sse.Format,
+    ) -> None:
+        """Park the job (streamed or one JSON answer) and send the flow to the backend to have it answered."""
         report = TurnReport()
-        if job.stream:
-            parked: backend.Job = backend.StreamJob(
-                lambda: completion_chunks(job, self.settings, report), sse.CHAT_COMPLETIONS
-            )
-        else:
-            parked = backend.JsonJob(lambda: completion(job, self.settings, report))
+        parked: backend.Job = (
+            backend.StreamJob(lambda: stream(report), framing)
+            if job.stream
+            else backend.JsonJob(lambda: answer(report))
+        )
         self._flows[flow.id] = BridgedFlow.divert(flow, report, self.backend.port, self.backend.park(parked))
 
     def _health(self) -> dict[str, Any]:

@@ -1,0 +1,56 @@
+"""Legacy `/v1/completions`: a prompt in, text out."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StrictBool,
+    StrictInt,
+    model_serializer,
+)
+
+from .chat import CompletionUsage
+
+
+class CompletionCreateParams(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(min_length=1)
+    prompt: str | list[str]
+    max_tokens: StrictInt | None = Field(default=None, ge=1)
+    stream: StrictBool | None = False
+    stop: str | list[str] | None = None
+    n: StrictInt | None = Field(default=None, ge=1)
+    suffix: str | None = None
+    echo: StrictBool | None = None
+
+
+class CompletionChoice(BaseModel):
+    text: str
+    index: int = 0
+    logprobs: None = None
+    finish_reason: Literal["stop", "length", "content_filter"] | None
+
+    @model_serializer(mode="wrap")
+    def _keep_nulls(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """As OpenAI sends them: explicit nulls until the last chunk."""
+        data: dict[str, Any] = handler(self)
+        data.setdefault("finish_reason", None)
+        data.setdefault("logprobs", None)
+        return data
+
+
+class Completion(BaseModel):
+    """The completion, and each chunk of a streamed one (the same object, as OpenAI sends it)."""
+
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: CompletionUsage | None = None
