@@ -107,6 +107,12 @@ def test_other_openai_endpoints_follow_the_policy(start_bridge, stand_in, fake, 
         assert response.status == 404
         assert answer["error"]["code"] == "unknown_url"
         assert stand_in.received == [], "nothing leaves the machine"
+    connection.request("POST", "/v1/moderations", json.dumps({"input": "hi"}), {"Authorization": "Bearer sk-app-key"})
+    moderation = json.loads(connection.getresponse().read())
+    if policy == "passthrough":
+        assert moderation == {"stand_in": True, "path": "/v1/moderations"}
+    else:
+        assert moderation["results"][0]["flagged"] is False, "answered by the bridge"
     chat = json.dumps({"model": "sonnet", "messages": USER_HI})
     connection.request("POST", "/v1/chat/completions", chat, {"Content-Type": "application/json"})
     assert json.loads(connection.getresponse().read())["choices"][0]["message"]["content"] == "ECHO: hi"
