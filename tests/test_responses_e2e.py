@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 
 import openai
@@ -181,3 +182,12 @@ def test_moderations_answer_not_flagged_without_running_claude(bridge, fake):
     assert [r.flagged for r in result.results] == [False, False]
     assert result.results[0].categories.violence is False
     assert fake.requests == []
+
+
+def test_websocket_upgrade_is_426_so_clients_fall_back_to_sse_at_once(bridge):
+    connection = http.client.HTTPConnection("127.0.0.1", bridge.port, timeout=10)
+    connection.request("GET", "/v1/responses", headers={"Connection": "Upgrade", "Upgrade": "websocket",
+                       "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})  # fmt: skip
+    response = connection.getresponse()
+    assert response.status == 426
+    assert json.loads(response.read())["error"]["code"] == "upgrade_required"

@@ -274,6 +274,11 @@ class ClaudeBridge:
         elif path == "/v1/chat/completions":
             _allow(method, "POST")
             self._bridge_chat(flow)
+        elif path == "/v1/responses" and flow.request.headers.get("upgrade", "").lower() == "websocket":
+            # Responses over WebSocket (Codex tries it first): 426 makes it use HTTP at once, not after retries.
+            raise OpenAIError(
+                426, "claude-bridge serves the Responses API over HTTP (SSE), not WebSocket.", code="upgrade_required"
+            )
         elif path == "/v1/responses":
             _allow(method, "POST")
             self._bridge_responses(flow)
