@@ -284,19 +284,23 @@ class ChoiceDelta(BaseModel):
     reasoning_content: str | None = None
 
 
-class ChunkChoice(BaseModel):
-    index: int = 0
-    delta: ChoiceDelta
-    finish_reason: FinishReason | None = None
-    logprobs: None = None
+class StreamedChoice(BaseModel):
+    """A choice in a stream chunk: OpenAI sends `finish_reason` and `logprobs` as explicit nulls until the end,
+    and some clients' schemas require the keys even where the serialization leaves out unset fields."""
 
     @model_serializer(mode="wrap")
     def _keep_nulls(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """OpenAI sends `finish_reason` and `logprobs` as explicit nulls; some clients' schemas require the keys."""
         data: dict[str, Any] = handler(self)
         data.setdefault("finish_reason", None)
         data.setdefault("logprobs", None)
         return data
+
+
+class ChunkChoice(StreamedChoice):
+    index: int = 0
+    delta: ChoiceDelta
+    finish_reason: FinishReason | None = None
+    logprobs: None = None
 
 
 class ChatCompletionChunk(BaseModel):

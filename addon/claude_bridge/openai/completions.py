@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SerializerFunctionWrapHandler,
-    StrictBool,
-    StrictInt,
-    model_serializer,
-)
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
-from .chat import CompletionUsage
+from .chat import CompletionUsage, StreamedChoice
 
 
 class CompletionCreateParams(BaseModel):
@@ -30,19 +22,11 @@ class CompletionCreateParams(BaseModel):
     echo: StrictBool | None = None
 
 
-class CompletionChoice(BaseModel):
+class CompletionChoice(StreamedChoice):
     text: str
     index: int = 0
     logprobs: None = None
     finish_reason: Literal["stop", "length", "content_filter"] | None
-
-    @model_serializer(mode="wrap")
-    def _keep_nulls(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """As OpenAI sends them: explicit nulls until the last chunk."""
-        data: dict[str, Any] = handler(self)
-        data.setdefault("finish_reason", None)
-        data.setdefault("logprobs", None)
-        return data
 
 
 class Completion(BaseModel):
