@@ -177,6 +177,15 @@ class Bridge:
                 self.process.wait()
 
 
+def alive(pid: int) -> bool:
+    """Running or sleeping; a zombie left to an init that does not reap is dead for our purpose."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
 def _children(pid: int) -> list[tuple[int, str]]:
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -211,6 +220,9 @@ def start_bridge(tmp_path_factory: pytest.TempPathFactory, fake_server: FakeAnth
         argv += ["--confdir", str(confdir)]
         argv += ["--web"] if web else []
         argv += ["--mode", mode] if mode else []
+        # Warm CLIs would count as live processes and run directories; the pool's own tests turn it on.
+        if not any(option.startswith("claude_pool_size=") for option in options):
+            options = ("claude_pool_size=0", *options)
         for option in options:
             argv += ["--set", option]
         proxy = mode is not None and not mode.startswith("reverse")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import base64
 import signal
 import time
-from pathlib import Path
 
 import openai
 import pytest
 
+from conftest import alive
 from fake_anthropic import (
     ApiError,
     Gate,
@@ -372,15 +372,6 @@ def test_claude_processes_die_with_the_bridge(start_bridge, fake, signal_name):
     while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not alive(pid)
-
-
-def alive(pid: int) -> bool:
-    """Running or sleeping; a zombie left to an init that does not reap is dead for our purpose."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
 
 
 def wait_for_no_children(bridge, seconds: float = 2.0) -> None:

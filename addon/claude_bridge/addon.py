@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
 import shutil
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -17,6 +18,8 @@ from pydantic import BaseModel
 
 from . import backend, interception
 from .claude.invocation import ClaudeSettings
+from .claude.limit import RunLimiter
+from .claude.pool import ClaudePool
 from .openai import sse
 from .openai.chat import ChatCompletionCreateParams
 from .openai.completions import CompletionCreateParams
@@ -85,8 +88,9 @@ class ClaudeBridge:
         self.claude_version: str | None = None
         self._flows: dict[str, BridgedFlow] = {}
         self._running = False
-        self._probe: asyncio.Task[None] | None = None
         self._allow_hosts: list[str] = []
+        self.limiter = RunLimiter(max_runs=8, max_queued=32)
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def load(self, loader: Any) -> None:
         loader.add_option(
@@ -131,6 +135,19 @@ class ClaudeBridge:
         )
         loader.add_option("claude_bin", str, "claude", "The Claude Code CLI to run.")
         loader.add_option(
+            "claude_pool_size",
+            int,
+            2,
+            "Warm CLIs kept ready per request shape (model, system prompt, limits) seen lately; each serves one "
+            "request, so a request skips the CLI's start-up. 0 turns the pool off.",
+        )
+        loader.add_option("claude_pool_shapes", int, 3, "How many request shapes are kept warm (the most recent).")
+        loader.add_option("claude_pool_idle", int, 600, "Seconds a warm CLI waits for a request before it is stopped.")
+        loader.add_option("claude_max_runs", int, 8, "Claude requests run at once; more wait in the queue.")
+        loader.add_option(
+            "claude_max_queued", int, 32, "Requests that may wait for a run; past that the bridge answers 429."
+        )
+        loader.add_option(
             "claude_max_retries",
             int,
             2,
@@ -165,13 +182,11 @@ class ClaudeBridge:
             self.responses.capacity = ctx.options.bridge_responses_kept
         if "claude_max_retries" in updated and ctx.options.claude_max_retries < 0:
             raise exceptions.OptionsError("claude_max_retries must not be negative.")
-        self.settings = ClaudeSettings(
-            claude_bin=_resolve_bin(ctx.options.claude_bin),
-            max_retries=ctx.options.claude_max_retries,
-            idle_timeout=ctx.options.claude_idle_timeout,
-            total_timeout=ctx.options.claude_total_timeout,
-            allow_api_key=ctx.options.claude_allow_api_key,
-        )
+        for name, least in (("claude_max_runs", 1), ("claude_max_queued", 0), ("claude_pool_size", 0)):
+            if name in updated and getattr(ctx.options, name) < least:
+                raise exceptions.OptionsError(f"{name} must be at least {least}.")
+        if any(name.startswith("claude_") for name in updated):
+            self._configure_runs()
         if (
             "claude_allow_api_key" in updated
             and ctx.options.claude_allow_api_key
@@ -180,7 +195,7 @@ class ClaudeBridge:
             logger.warning("claude_allow_api_key is on: the CLI will bill ANTHROPIC_API_KEY, not your subscription.")
         if "claude_bin" in updated and self._running:
             self.claude_version = None
-            self._probe = asyncio.get_running_loop().create_task(self._probe_claude())
+            self._background(self._probe_claude())
 
     def _decrypt_only_bridged_hosts(self) -> None:
         """Tunnel every other host untouched (pinned certificates, the CLI's own traffic) unless the user chose."""
@@ -190,6 +205,31 @@ class ClaudeBridge:
             return
         self._allow_hosts = patterns
         ctx.options.update(allow_hosts=patterns)
+
+    def _configure_runs(self) -> None:
+        """Settings for every run, the run limit, and a fresh warm pool (the old one's processes are stopped)."""
+        self.limiter.max_runs, self.limiter.max_queued = ctx.options.claude_max_runs, ctx.options.claude_max_queued
+        settings = ClaudeSettings(
+            claude_bin=_resolve_bin(ctx.options.claude_bin),
+            max_retries=ctx.options.claude_max_retries,
+            idle_timeout=ctx.options.claude_idle_timeout,
+            total_timeout=ctx.options.claude_total_timeout,
+            allow_api_key=ctx.options.claude_allow_api_key,
+            limiter=self.limiter,
+        )
+        pool = None
+        if ctx.options.claude_pool_size:
+            pool = ClaudePool(
+                settings, ctx.options.claude_pool_size, ctx.options.claude_pool_shapes, ctx.options.claude_pool_idle
+            )
+        if self.settings.pool is not None and self._running:
+            self._background(self.settings.pool.close())
+        self.settings = dataclasses.replace(settings, pool=pool)
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def running(self) -> None:
         # With the default `eager`, mitmproxy would dial the real api.openai.com before we see the request.
@@ -202,6 +242,8 @@ class ClaudeBridge:
 
     async def done(self) -> None:
         await self.backend.stop()
+        if self.settings.pool is not None:
+            await self.settings.pool.close()
 
     def request(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or flow.request.host not in ctx.options.bridge_hosts:
@@ -373,7 +415,9 @@ class ClaudeBridge:
             "status": "ok" if self._running else "starting",
             "provider": "claude-code-cli",
             "claude": {"path": self.settings.claude_bin, "version": self.claude_version},
-            "runs_in_flight": self.backend.in_flight,
+            "runs_in_flight": self.limiter.running,
+            "runs_queued": self.limiter.queued,
+            "warm_clis": self.settings.pool.warm if self.settings.pool else 0,
             "timestamp": int(time.time()),
         }
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .limit import RunLimiter
+    from .pool import ClaudePool
 
 # Anthropic Messages API objects, as the CLI's stream-json input and transcripts carry them.
 ContentBlock = dict[str, Any]
@@ -44,12 +48,16 @@ class ClaudeInvocation:
 
 @dataclass(frozen=True)
 class ClaudeSettings:
+    """Bridge-wide: how runs go, and the warm pool and run limit they share."""
+
     claude_bin: str = "claude"
     max_retries: int = 2
     idle_timeout: float = 120.0
     total_timeout: float = 900.0
     interrupt_grace: float = 2.0
     allow_api_key: bool = False
+    pool: ClaudePool | None = None
+    limiter: RunLimiter | None = None
 
 
 # No tools, no user or project settings, no MCP servers, no slash commands, nothing saved: the CLI can only answer.

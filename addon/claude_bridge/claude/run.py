@@ -8,6 +8,7 @@ import logging
 import shutil
 import tempfile
 from collections.abc import AsyncGenerator
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -40,45 +41,73 @@ class ClaudeExited(Exception):
         self.stderr = stderr
 
 
+@dataclass
+class StartedClaude:
+    """A spawned CLI waiting for its input, and the private directory it runs in."""
+
+    process: ClaudeProcess
+    directory: Path
+
+    async def discard(self, grace: float) -> None:
+        """Stop and reap the process, then remove its directory; safe against a second cancellation."""
+        try:
+            await self.process.stop(grace)
+        finally:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+
+async def start(invocation: ClaudeInvocation, settings: ClaudeSettings) -> StartedClaude:
+    """Spawn the CLI for `invocation` (everything but its input, which `ClaudeRun` writes)."""
+    directory = Path(tempfile.mkdtemp(prefix="claude-bridge-"))
+    try:
+        argv, env, cwd = _prepare(invocation, settings, directory)
+        process = await ClaudeProcess.spawn(argv, env, cwd)
+    except (FileNotFoundError, PermissionError) as e:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise ClaudeNotFound(settings.claude_bin) from e
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+    return StartedClaude(process, directory)
+
+
 class ClaudeRun:
     """Use as `async with ClaudeRun(...) as run: async for event in run.events(): ...`.
 
     Leaving the block by any path (end, error, cancellation on client disconnect) stops the process,
     waits for it and removes its directory, so no request leaves a `claude` process or file behind.
+    A warm process from the pool is used when one fits; each serves one request only.
     """
 
     def __init__(self, invocation: ClaudeInvocation, settings: ClaudeSettings) -> None:
         self.invocation = invocation
         self.settings = settings
         self._started = asyncio.get_running_loop().time()
-        self._dir: Path | None = None
-        self._process: ClaudeProcess | None = None
+        self._claude: StartedClaude | None = None
 
     async def __aenter__(self) -> ClaudeRun:
-        self._dir = Path(tempfile.mkdtemp(prefix="claude-bridge-"))
+        pool = self.settings.pool
+        self._claude = (pool.take(self.invocation) if pool else None) or await start(self.invocation, self.settings)
         try:
-            argv, env, cwd = self._prepare(self._dir)
-            try:
-                self._process = await ClaudeProcess.spawn(argv, env, cwd)
-            except (FileNotFoundError, PermissionError) as e:
-                raise ClaudeNotFound(self.settings.claude_bin) from e
             # With tools, stdin stays open until the CLI has listed them (it gives up on the server otherwise).
-            await self._process.write(_input_lines(self.invocation), close=not self.invocation.tools)
+            await self._claude.process.write(_input_lines(self.invocation), close=not self.invocation.tools)
         except BaseException:
-            await self._cleanup()
+            await self._claude.discard(self.settings.interrupt_grace)
             raise
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        await self._cleanup()
+        if self._claude is not None:
+            await self._claude.discard(self.settings.interrupt_grace)
 
     async def events(self) -> AsyncGenerator[events.Event]:
         """Parsed stdout events until the `result` line; raises on timeouts or an exit without a result."""
-        assert self._process
+        assert self._claude
+        process = self._claude.process
         deadline = self._started + self.settings.total_timeout
-        async for line in self._process.lines(self.settings.idle_timeout, deadline):
+        async for line in process.lines(self.settings.idle_timeout, deadline):
             event = events.parse(line)
             if isinstance(event, events.ControlRequest):
                 await self._answer(event)
@@ -87,47 +116,42 @@ class ClaudeRun:
                 yield event
             if isinstance(event, events.Result):
                 return
-        await self._process.wait()
-        raise ClaudeExited(self._process.returncode, self._process.stderr_tail)
+        await process.wait()
+        raise ClaudeExited(process.returncode, process.stderr_tail)
 
     async def _answer(self, control: ControlRequest) -> None:
         """Answer for the in-process tool server; once the tools are listed, the input is complete."""
-        assert self._process
+        assert self._claude
         response = mcp.control_response(control.request_id, self.invocation.tools, control.request)
         listed = (control.request.get("message") or {}).get("method") == "tools/list"
-        await self._process.write(json.dumps(response).encode() + b"\n", close=listed)
+        await self._claude.process.write(json.dumps(response).encode() + b"\n", close=listed)
 
-    def _prepare(self, run_dir: Path) -> tuple[list[str], dict[str, str], Path]:
-        """Files go beside the working directory, which stays empty: nothing there for the model to find."""
-        inv = self.invocation
-        cwd = run_dir / "work"
-        cwd.mkdir()
-        # Always a system prompt of our own (empty when the client sent none): Claude Code's default prompt
-        # describes a coding agent with tools, which is not what an OpenAI client asked for.
-        prompt_file = run_dir / "system-prompt.txt"
-        # Lone surrogates (text a JavaScript client cut mid-emoji) cannot be UTF-8: they become U+FFFD.
-        prompt_file.write_text(inv.system_prompt or "", encoding="utf-8", errors="replace")
-        argv = [self.settings.claude_bin, *SAFE_FLAGS, "--model", inv.model, "--system-prompt-file", str(prompt_file)]
-        argv += ["--max-turns", str(MAX_TURNS_STRUCTURED if inv.json_schema is not None else MAX_TURNS)]
-        if inv.tools:
-            argv += ["--mcp-config", mcp.CONFIG]
-        if inv.json_schema is not None:
-            argv += ["--json-schema", json.dumps(inv.json_schema)]
-        if inv.effort:
-            argv += ["--effort", inv.effort]
-        if inv.history:
-            transcript_file = run_dir / "transcript.jsonl"
-            transcript.write(inv.history, transcript_file)
-            argv += ["--resume", str(transcript_file)]
-        return argv, child_env(self.settings, inv), cwd
 
-    async def _cleanup(self) -> None:
-        try:
-            if self._process is not None:
-                await self._process.stop(self.settings.interrupt_grace)
-        finally:
-            if self._dir is not None:
-                shutil.rmtree(self._dir, ignore_errors=True)
+def _prepare(
+    invocation: ClaudeInvocation, settings: ClaudeSettings, run_dir: Path
+) -> tuple[list[str], dict[str, str], Path]:
+    """Files go beside the working directory, which stays empty: nothing there for the model to find."""
+    inv = invocation
+    cwd = run_dir / "work"
+    cwd.mkdir()
+    # Always a system prompt of our own (empty when the client sent none): Claude Code's default prompt
+    # describes a coding agent with tools, which is not what an OpenAI client asked for.
+    prompt_file = run_dir / "system-prompt.txt"
+    # Lone surrogates (text a JavaScript client cut mid-emoji) cannot be UTF-8: they become U+FFFD.
+    prompt_file.write_text(inv.system_prompt or "", encoding="utf-8", errors="replace")
+    argv = [settings.claude_bin, *SAFE_FLAGS, "--model", inv.model, "--system-prompt-file", str(prompt_file)]
+    argv += ["--max-turns", str(MAX_TURNS_STRUCTURED if inv.json_schema is not None else MAX_TURNS)]
+    if inv.tools:
+        argv += ["--mcp-config", mcp.CONFIG]
+    if inv.json_schema is not None:
+        argv += ["--json-schema", json.dumps(inv.json_schema)]
+    if inv.effort:
+        argv += ["--effort", inv.effort]
+    if inv.history:
+        transcript_file = run_dir / "transcript.jsonl"
+        transcript.write(inv.history, transcript_file)
+        argv += ["--resume", str(transcript_file)]
+    return argv, child_env(settings, inv), cwd
 
 
 def _input_lines(invocation: ClaudeInvocation) -> bytes:

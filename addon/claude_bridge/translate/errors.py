@@ -78,3 +78,18 @@ def cli_failed(detail: str) -> OpenAIError:
 def _looks_unauthenticated(message: str) -> bool:
     lowered = message.lower()
     return any(marker in lowered for marker in _NOT_LOGGED_IN_MARKERS)
+
+
+# Runs are short: a client told to wait this long finds a free slot (SDKs honour Retry-After).
+BUSY_RETRY_AFTER = 5
+
+
+def busy(running: int, queued: int) -> OpenAIError:
+    return OpenAIError(
+        429,
+        f"claude-bridge is running {running} Claude requests with {queued} waiting, its limit "
+        "(claude_max_runs, claude_max_queued); try again shortly.",
+        "rate_limit_error",
+        code="bridge_busy",
+        headers={"Retry-After": str(BUSY_RETRY_AFTER)},
+    )

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from ..claude import events, mcp
 from ..claude.events import Usage
 from ..claude.invocation import ClaudeInvocation, ClaudeSettings
+from ..claude.limit import RunsExhausted
 from ..claude.process import IdleTimeout, TotalTimeout
 from ..claude.run import ClaudeExited, ClaudeNotFound, ClaudeRun
 from ..openai.errors import OpenAIError
@@ -95,14 +96,17 @@ async def turn(
 
     Close it with `aclose()` (or `contextlib.aclosing`) to end the run early: that stops and reaps the CLI.
     """
+    slot = settings.limiter.slot() if settings.limiter else contextlib.nullcontext()
     try:
-        async with ClaudeRun(invocation, settings) as run, contextlib.aclosing(run.events()) as stream:
+        async with slot, ClaudeRun(invocation, settings) as run, contextlib.aclosing(run.events()) as stream:
             reader = _Reader(report, invocation, parallel_tool_calls=parallel_tool_calls, reasoning=reasoning)
             async for event in stream:
                 for item in reader.read(event):
                     yield item
                     if isinstance(item, TurnEnd):
                         return
+    except RunsExhausted as e:
+        raise _failed(report, errors.busy(e.running, e.queued)) from None
     except (ClaudeNotFound, IdleTimeout, TotalTimeout, ClaudeExited, events.MalformedLine) as e:
         raise _failed(report, _cli_error(e, settings)) from None
     except OpenAIError as e:

@@ -1,0 +1,118 @@
+"""Warm CLIs: processes spawned ahead for the request shapes seen lately, so a request skips the CLI's start-up.
+
+A warm process is spawned exactly as a fresh one would be for its shape (model, system prompt and the other
+start-up flags), in a private directory of its own, and serves one request only: no request ever meets
+another's state. Requests with history, tool results, tools or a schema need start-up flags of their own
+and start a fresh CLI, as does every request while the pool is empty.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import logging
+from typing import Any
+
+from .invocation import ClaudeInvocation, ClaudeSettings
+from .run import StartedClaude, start
+
+logger = logging.getLogger(__name__)
+
+Shape = tuple[Any, ...]
+
+
+def shape(invocation: ClaudeInvocation) -> Shape | None:
+    """What a warm process must have been started with to serve `invocation`; None if it takes a fresh one."""
+    if invocation.history or invocation.replay or invocation.tools or invocation.json_schema is not None:
+        return None
+    return (
+        invocation.model,
+        invocation.system_prompt,
+        invocation.max_output_tokens,
+        invocation.effort,
+        invocation.thinking,
+    )
+
+
+class ClaudePool:
+    def __init__(self, settings: ClaudeSettings, size: int, shapes: int, idle_expiry: float) -> None:
+        self.settings = settings
+        self.size = size  # warm processes per shape
+        self.shapes = shapes  # shapes kept warm, the most recently used first
+        self.idle_expiry = idle_expiry
+        self._templates: collections.OrderedDict[Shape, ClaudeInvocation] = collections.OrderedDict()
+        self._idle: dict[Shape, list[tuple[StartedClaude, float]]] = {}
+        self._starting: dict[Shape, int] = collections.Counter()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    @property
+    def warm(self) -> int:
+        return sum(len(idle) for idle in self._idle.values())
+
+    def take(self, invocation: ClaudeInvocation) -> StartedClaude | None:
+        """A warm process for `invocation` if one is ready; either way its shape is kept warm from now on."""
+        key = shape(invocation)
+        if key is None or self._closed:
+            return None
+        self._templates[key] = dataclasses.replace(invocation, prompt=[])
+        self._templates.move_to_end(key)
+        while len(self._templates) > self.shapes:
+            self._retire(self._templates.popitem(last=False)[0])
+        taken = None
+        idle = self._idle.setdefault(key, [])
+        while idle and taken is None:
+            claude, _ = idle.pop()
+            if claude.process.returncode is None:
+                taken = claude
+            else:
+                self._spawn_task(claude.discard(0))
+        self._spawn_task(self._refill(key))
+        return taken
+
+    async def close(self) -> None:
+        """Stop every warm process (also at the bridge's exit; the kernel kills them if the bridge dies)."""
+        self._closed = True
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        idle = [claude for entries in self._idle.values() for claude, _ in entries]
+        self._idle.clear()
+        await asyncio.gather(*(claude.discard(0) for claude in idle), return_exceptions=True)
+
+    async def _refill(self, key: Shape) -> None:
+        """Spawn up to `size` warm processes for `key`, off the request's path."""
+        template = self._templates.get(key)
+        while (
+            template is not None and not self._closed and len(self._idle.get(key, ())) + self._starting[key] < self.size
+        ):
+            self._starting[key] += 1
+            try:
+                claude = await start(template, self.settings)
+            except Exception as e:  # a missing CLI shows on the request that needs it, with its own message
+                logger.debug("could not warm a CLI: %r", e)
+                return
+            finally:
+                self._starting[key] -= 1
+            if self._closed or key not in self._templates:
+                await claude.discard(0)
+                return
+            self._idle.setdefault(key, []).append((claude, asyncio.get_running_loop().time()))
+            self._spawn_task(self._expire(key, claude))
+
+    async def _expire(self, key: Shape, claude: StartedClaude) -> None:
+        await asyncio.sleep(self.idle_expiry)
+        idle = self._idle.get(key, [])
+        for entry in [entry for entry in idle if entry[0] is claude]:
+            idle.remove(entry)
+            await claude.discard(0)
+
+    def _retire(self, key: Shape) -> None:
+        for claude, _ in self._idle.pop(key, []):
+            self._spawn_task(claude.discard(0))
+
+    def _spawn_task(self, work: Any) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
