@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import sys
@@ -156,3 +157,20 @@ def test_lone_surrogates_from_cut_emoji_are_carried(bridge, fake):
     assert status == 200
     assert answer["choices"][0]["message"]["content"].startswith("ECHO: cut ")
     assert len(fake.requests) == 1
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["with-length", "chunked"])
+def test_a_64_mb_body_gets_413_in_openais_shape(bridge, fake, chunked):
+    body = b'{"model": "sonnet", "messages": [{"role": "user", "content": "' + b"x" * (64 * 1024 * 1024) + b'"}]}'
+    connection = http.client.HTTPConnection("127.0.0.1", bridge.port, timeout=60)
+    if chunked:
+        pieces = iter([body[i : i + 1024 * 1024] for i in range(0, len(body), 1024 * 1024)])
+        connection.request("POST", "/v1/chat/completions", body=pieces, encode_chunked=True)
+    else:
+        # The bridge may answer and close before the whole body is sent.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            connection.request("POST", "/v1/chat/completions", body=body)
+    response = connection.getresponse()
+    assert response.status == 413
+    assert json.loads(response.read())["error"]["code"] == "request_too_large"
+    assert fake.requests == []

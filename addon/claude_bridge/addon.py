@@ -113,6 +113,12 @@ class ClaudeBridge:
             choices=("error", "passthrough"),
         )
         loader.add_option(
+            "bridge_max_body",
+            int,
+            32 * 1024 * 1024,
+            "The largest request body (bytes) the bridge accepts; larger ones get 413 before they are read.",
+        )
+        loader.add_option(
             "bridge_history",
             str,
             "resume",
@@ -245,8 +251,22 @@ class ClaudeBridge:
         if self.settings.pool is not None:
             await self.settings.pool.close()
 
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        """Refuse an oversized body before mitmproxy reads it into memory."""
+        if flow.response or flow.request.host not in ctx.options.bridge_hosts:
+            return
+        length = flow.request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > ctx.options.bridge_max_body:
+            error = _too_large()
+            _respond(flow, error.status, error.response().model_dump())
+            flow.comment = f"claude-bridge: refused with 413: {length} bytes"
+
     def request(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or flow.request.host not in ctx.options.bridge_hosts:
+            return
+        if len(flow.request.raw_content or b"") > ctx.options.bridge_max_body:  # sent chunked, without a length
+            error = _too_large()
+            _respond(flow, error.status, error.response().model_dump())
             return
         try:
             self._route(flow)
@@ -449,6 +469,16 @@ def _resolve_bin(claude_bin: str) -> str:
     """An absolute path: runs start in their own empty directory, where a relative path means nothing."""
     found = shutil.which(claude_bin)
     return os.path.abspath(found) if found else claude_bin
+
+
+def _too_large() -> OpenAIError:
+    limit = ctx.options.bridge_max_body
+    return OpenAIError(
+        413,
+        f"The request body is larger than claude-bridge accepts ({limit // (1024 * 1024)} MB; option "
+        "bridge_max_body). Send images as URLs or smaller.",
+        code="request_too_large",
+    )
 
 
 def _allow(method: str, allowed: str) -> None:
