@@ -1,0 +1,835 @@
+"""Side-by-side benchmark of the bridge, the npm claude-max-api-proxy and the bare Claude CLI (run: scripts/bench).
+
+Every subject runs the pinned CLI against the project's fake Anthropic API (echo mode, a per-token delay) on
+127.0.0.1, so the figures are the subjects' own costs, not a model's: nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import openai
+
+from claude_bridge.claude.invocation import MAX_TURNS, SAFE_FLAGS, ClaudeInvocation, ClaudeSettings, child_env
+
+Json = dict[str, Any]
+
+ROOT = Path(__file__).resolve().parent.parent
+CLAUDE_BIN = ROOT / "node_modules" / ".bin" / "claude"
+FAKE_API = ROOT / "tests" / "fake_anthropic.py"
+TOKEN = "sk-ant-oat01-test"
+MODEL = "sonnet"
+PROMPT = "Say hello in five words."
+LONG_TOKENS = 5000
+LEVELS = (1, 8, 32)
+POOL_SIZE = 2  # the bridge's default claude_pool_size
+MAX_RUNS = 32  # claude_max_runs for both bridges, so 32 streams run at once instead of queueing
+PRESPAWN_WAIT = 1.0  # seconds a pre-spawned CLI gets to start up before it is fed
+SETTLE = 1.0  # seconds of quiet before each measured batch
+NPM_PACKAGE = "claude-max-api-proxy"
+
+BARE_SPAWN = "bare CLI spawned"
+BARE_WARM = "bare CLI pre-spawned"
+POOL = "bridge pool"
+NO_POOL = "bridge no pool"
+NPM = "npm proxy"
+SUBJECTS = (BARE_SPAWN, BARE_WARM, POOL, NO_POOL, NPM)
+
+
+class BenchError(Exception):
+    """A subject or the fake API could not be started or did not answer."""
+
+
+# --- processes ------------------------------------------------------------------------------------------------------
+
+
+class Reaper:
+    """Every process group the benchmark starts, all ended at exit (also on Ctrl-C or SIGTERM)."""
+
+    def __init__(self) -> None:
+        self.servers: list[subprocess.Popen[bytes]] = []
+        self.groups: set[int] = set()
+
+    def kill_all(self) -> None:
+        """SIGTERM first (the bridge then stops its warm CLIs), SIGKILL whatever is left after a few seconds."""
+        self._signal(signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        for server in self.servers:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                server.wait(max(0.0, deadline - time.monotonic()))
+        self._signal(signal.SIGKILL)
+        for server in self.servers:
+            server.wait()
+        self.groups.clear()
+
+    def _signal(self, signum: int) -> None:
+        for group in self.groups:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(group, signum)
+
+
+REAPER = Reaper()
+
+
+def launch(argv: list[str], env: dict[str, str], log: Path, cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    """A server process in a process group of its own, output to `log`."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    REAPER.servers.append(process)
+    REAPER.groups.add(process.pid)
+    return process
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def user_env(home: Path, fake_url: str) -> dict[str, str]:
+    """The environment tests/conftest.py gives the bridge: own HOME and TMPDIR, the CLI pointed at the fake API."""
+    (home / "tmp").mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLAUDE", "ANTHROPIC"))}
+    return env | {
+        "HOME": str(home),
+        "TMPDIR": str(home / "tmp"),
+        "ANTHROPIC_BASE_URL": fake_url,
+        "CLAUDE_CODE_OAUTH_TOKEN": TOKEN,
+    }
+
+
+def _stat_fields(pid: int) -> list[str]:
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return text[text.rindex(")") + 2 :].split()
+
+
+def children(pid: int) -> list[int]:
+    """Live (not zombie) child processes of `pid`."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError, ValueError):
+            fields = _stat_fields(int(entry.name))
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+def descendants(pid: int) -> list[int]:
+    found = children(pid)
+    return found + [grandchild for child in found for grandchild in descendants(child)]
+
+
+def rss_mb(pids: list[int]) -> float:
+    """Resident memory of these processes together, in MB (processes gone meanwhile count as 0)."""
+    pages = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            pages += int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of the process itself (all its threads, none of its children)."""
+    fields = _stat_fields(pid)
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def get_json(url: str) -> Json:
+    with urllib.request.urlopen(url, timeout=2) as response:
+        body: Json = json.load(response)
+        return body
+
+
+def wait_until(ready: Callable[[], bool], what: str, process: subprocess.Popen[bytes], log: Path, limit: float) -> None:
+    """Poll `ready` until it holds; BenchError with the log's tail if the process exits or time runs out."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise BenchError(f"{what} exited ({process.returncode}): {tail(log)}")
+        with contextlib.suppress(OSError, ValueError):
+            if ready():
+                return
+        time.sleep(0.05)
+    raise BenchError(f"{what} not ready after {limit:.0f} s: {tail(log)}")
+
+
+def tail(log: Path, lines: int = 8) -> str:
+    return " | ".join(log.read_text(errors="replace").strip().splitlines()[-lines:])
+
+
+# --- one stream, and the subjects that produce it --------------------------------------------------------------------
+
+
+@dataclass
+class Stream:
+    """One request as the client saw it: perf_counter times of its start, each text chunk and its end."""
+
+    start: float
+    chunks: list[float] = field(default_factory=list)
+    end: float = 0.0
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and bool(self.chunks)
+
+    @property
+    def ttft(self) -> float:
+        return self.chunks[0] - self.start
+
+    def gaps(self) -> list[float]:
+        return [later - earlier for earlier, later in zip(self.chunks, self.chunks[1:], strict=False)]
+
+
+class Subject(Protocol):
+    async def stream(self, prompt: str) -> Stream: ...
+
+    async def settle(self) -> None: ...
+
+
+@dataclass
+class HttpSubject:
+    """An OpenAI-compatible server (bridge or npm proxy) driven with the openai SDK."""
+
+    key: str
+    url: str
+    process: subprocess.Popen[bytes]
+    idle_clis: int = 0  # CLIs it keeps when idle: the bridge's warm pool
+    client: openai.AsyncOpenAI = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.client = openai.AsyncOpenAI(base_url=self.url + "/v1", api_key="not-needed", max_retries=0, timeout=300)
+
+    async def stream(self, prompt: str) -> Stream:
+        result = Stream(time.perf_counter())
+        try:
+            response = await self.client.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": prompt}], stream=True
+            )
+            async for chunk in response:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    result.chunks.append(time.perf_counter())
+        except openai.APIError as e:
+            result.error = f"{type(e).__name__}: {e}"
+        result.end = time.perf_counter()
+        if not result.chunks and result.error is None:
+            result.error = "no text"
+        return result
+
+    async def settle(self) -> None:
+        """Wait until the last requests' CLIs are gone and a pool is full again, then for quiet."""
+        deadline = time.monotonic() + 60
+        while not self._idle():
+            if time.monotonic() > deadline:
+                raise BenchError(f"{self.key}: CLIs still running 60 s after the last request")
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(SETTLE)
+
+    def _idle(self) -> bool:
+        if len(children(self.process.pid)) != self.idle_clis:
+            return False
+        return not self.idle_clis or get_json(self.url + "/health")["warm_clis"] == self.idle_clis
+
+
+@dataclass
+class BareCli:
+    """The pinned CLI run exactly as the bridge runs it, read straight from its stdout."""
+
+    env: dict[str, str]
+    scratch: Path
+    prespawn: float = 0.0  # seconds between spawn and input; the clock starts at the input when set
+
+    async def stream(self, prompt: str) -> Stream:
+        run_dir = Path(tempfile.mkdtemp(prefix="cli-", dir=self.scratch))
+        (run_dir / "work").mkdir()
+        (run_dir / "system-prompt.txt").write_text("")
+        try:
+            return await self._run(run_dir, prompt)
+        finally:
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+    async def _run(self, run_dir: Path, prompt: str) -> Stream:
+        prompt_file = run_dir / "system-prompt.txt"
+        argv = [str(CLAUDE_BIN), *SAFE_FLAGS, "--model", MODEL, "--system-prompt-file", str(prompt_file)]
+        argv += ["--max-turns", str(MAX_TURNS)]
+        stderr = run_dir / "stderr.txt"
+        result = Stream(time.perf_counter())
+        with stderr.open("wb") as err:
+            process = await asyncio.create_subprocess_exec(
+                *argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
+                cwd=run_dir / "work", env=self.env, start_new_session=True, limit=1 << 24,
+            )  # fmt: skip
+        REAPER.groups.add(process.pid)
+        try:
+            if self.prespawn:
+                await asyncio.sleep(self.prespawn)
+                result.start = time.perf_counter()
+            await _feed(process, prompt)
+            await _read_deltas(process, result)
+            await asyncio.wait_for(process.wait(), 30)
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+            REAPER.groups.discard(process.pid)
+        if process.returncode != 0 or not result.chunks:
+            result.error = f"CLI exit status {process.returncode}, {len(result.chunks)} text deltas: {tail(stderr, 3)}"
+        return result
+
+    async def settle(self) -> None:
+        await asyncio.sleep(SETTLE)
+
+
+async def _feed(process: asyncio.subprocess.Process, prompt: str) -> None:
+    """The stream-json user line the bridge writes, then end of input."""
+    assert process.stdin
+    message = {"role": "user", "content": [{"type": "text", "text": prompt}]}
+    process.stdin.write(json.dumps({"type": "user", "message": message}).encode() + b"\n")
+    await process.stdin.drain()
+    process.stdin.close()
+
+
+async def _read_deltas(process: asyncio.subprocess.Process, result: Stream) -> None:
+    assert process.stdout
+    async for line in process.stdout:
+        now = time.perf_counter()
+        event = json.loads(line)
+        if event.get("type") == "stream_event" and event["event"].get("delta", {}).get("text"):
+            result.chunks.append(now)
+    result.end = time.perf_counter()
+
+
+# --- starting the servers --------------------------------------------------------------------------------------------
+
+
+def start_fake(token_delay: float, scratch: Path) -> str:
+    port = free_port()
+    argv = [sys.executable, str(FAKE_API), "--port", str(port), "--token-delay", str(token_delay)]
+    log = scratch / "fake.log"
+    process = launch(argv, dict(os.environ), log)
+
+    def accepting() -> bool:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+
+    wait_until(accepting, "fake Anthropic API", process, log, 30)
+    return f"http://127.0.0.1:{port}"
+
+
+async def start_bridge(key: str, fake_url: str, scratch: Path, options: list[str]) -> HttpSubject:
+    home = scratch / key.replace(" ", "-")
+    port = free_port()
+    argv = [sys.executable, "-m", "claude_bridge", "--port", str(port), "--claude-bin", str(CLAUDE_BIN)]
+    argv += ["--confdir", str(home / "certs")]
+    for option in [f"claude_max_runs={MAX_RUNS}", *options]:
+        argv += ["--set", option]
+    log = scratch / f"{home.name}.log"
+    process = launch(argv, user_env(home, fake_url), log)
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: get_json(url + "/health")["status"] == "ok", key, process, log, 30)
+    pool = 0 if "claude_pool_size=0" in options else POOL_SIZE
+    subject = HttpSubject(key, url, process, idle_clis=pool)
+    await warm_up(subject)
+    return subject
+
+
+async def warm_up(subject: HttpSubject) -> None:
+    """One request, so the bridge's pool knows the shape (and the server is known to answer); then settle."""
+    first = await subject.stream(PROMPT)
+    if not first.ok:
+        subject.process.terminate()
+        raise BenchError(f"{subject.key} did not answer: {first.error}")
+    await subject.settle()
+
+
+def install_npm_proxy(scratch: Path) -> Path:
+    """The npm package in a scratch prefix; its start script's path."""
+    prefix = scratch / "npm-proxy"
+    done = subprocess.run(
+        ["npm", "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--loglevel=error", NPM_PACKAGE],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise BenchError(f"npm install {NPM_PACKAGE} failed: {done.stderr.strip()[-400:]}")
+    package = prefix / "node_modules" / NPM_PACKAGE
+    manifest = json.loads((package / "package.json").read_text())
+    bins = manifest.get("bin")
+    entry = package / (next(iter(bins.values())) if isinstance(bins, dict) else bins or "dist/server/standalone.js")
+    if not entry.is_file():
+        raise BenchError(f"{NPM_PACKAGE} {manifest.get('version')}: no start script at {entry}")
+    return entry
+
+
+async def start_npm_proxy(fake_url: str, scratch: Path) -> HttpSubject:
+    """Its standalone server (port as its first argument), with the pinned CLI first on PATH as `claude`."""
+    entry = install_npm_proxy(scratch)
+    home = scratch / "npm-proxy-home"
+    bin_dir = home / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "claude").symlink_to(CLAUDE_BIN)
+    (home / "work").mkdir()
+    env = user_env(home, fake_url) | {"DISABLE_AUTOUPDATER": "1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+    port = free_port()
+    log = scratch / "npm-proxy.log"
+    process = launch(["node", str(entry), str(port)], env, log, cwd=home / "work")
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: get_json(url + "/health") is not None, NPM, process, log, 30)
+    subject = HttpSubject(NPM, url, process)
+    await warm_up(subject)
+    return subject
+
+
+def bare_env(fake_url: str, home: Path) -> dict[str, str]:
+    """What the bridge's environment becomes for its CLI (invocation.child_env)."""
+    return child_env(ClaudeSettings(), ClaudeInvocation(MODEL, []), user_env(home, fake_url))
+
+
+# --- workloads ------------------------------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Linear interpolation between closest ranks."""
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
+
+
+def errors(streams: list[Stream]) -> Json:
+    failed = [s.error for s in streams if not s.ok]
+    return {"errors": len(failed), "error_samples": sorted({str(e) for e in failed})[:3]}
+
+
+async def sequential(subject: Subject, n: int) -> Json:
+    await subject.settle()
+    streams = [await subject.stream(PROMPT) for _ in range(n)]
+    ttfts = [s.ttft for s in streams if s.ok]
+    return {
+        "requests": n,
+        "ttft_p50_ms": ms(percentile(ttfts, 50)) if ttfts else None,
+        "ttft_p95_ms": ms(percentile(ttfts, 95)) if ttfts else None,
+        "total_s": round(sum(s.end - s.start for s in streams), 3),
+        **errors(streams),
+    }
+
+
+async def concurrent(subject: Subject, level: int, rounds: int) -> Json:
+    streams: list[Stream] = []
+    wall = 0.0
+    for _ in range(rounds):
+        await subject.settle()
+        started = time.perf_counter()
+        streams += await asyncio.gather(*(subject.stream(PROMPT) for _ in range(level)))
+        wall += time.perf_counter() - started
+    done = [s for s in streams if s.ok]
+    ttfts = [s.ttft for s in done]
+    return {
+        "streams": level,
+        "rounds": rounds,
+        "ttft_p50_ms": ms(percentile(ttfts, 50)) if ttfts else None,
+        "ttft_p99_ms": ms(percentile(ttfts, 99)) if ttfts else None,
+        "requests_per_s": round(len(done) / wall, 2),
+        "tokens_per_s": round(sum(len(s.chunks) for s in done) / wall, 1),
+        **errors(streams),
+    }
+
+
+def long_prompt(token_delay: float) -> str:
+    """A fake-API directive for LONG_TOKENS text deltas of 4 characters, token_delay apart."""
+    return f'[[fake:reply text="{"tok " * LONG_TOKENS}" delay={token_delay}]]'
+
+
+async def long_stream(subject: Subject, token_delay: float, pid: int | None) -> Json:
+    """Chunk gaps as the client sees them; with `pid`, that process's CPU time over the stream."""
+    await subject.settle()
+    cpu_before = cpu_seconds(pid) if pid else 0.0
+    result = await subject.stream(long_prompt(token_delay))
+    cpu = cpu_seconds(pid) - cpu_before if pid else None
+    gaps = result.gaps() or [0.0]
+    chunks = len(result.chunks)
+    return {
+        "tokens_sent": LONG_TOKENS,
+        "chunks": chunks,
+        "gap_max_ms": ms(max(gaps)),
+        "gap_p99_ms": ms(percentile(gaps, 99)),
+        "duration_s": round(result.end - result.start, 2),
+        "cpu_ms_per_100_chunks": round(cpu * 1000 / (chunks / 100), 2) if cpu is not None and chunks else None,
+        "error": result.error,
+    }
+
+
+async def memory(subject: HttpSubject) -> Json:
+    """RSS of the server and of its CLIs (with their children): idle, and at the peak of 8 concurrent streams."""
+    await subject.settle()
+    pid = subject.process.pid
+    idle = (rss_mb([pid]), rss_mb(descendants(pid)))
+    peak = list(idle)
+    batch = asyncio.gather(*(subject.stream(PROMPT) for _ in range(8)))
+    while not batch.done():
+        peak = [max(peak[0], rss_mb([pid])), max(peak[1], rss_mb(descendants(pid)))]
+        await asyncio.sleep(0.02)
+    await batch
+    return {
+        "server_idle_mb": round(idle[0], 1),
+        "clis_idle_mb": round(idle[1], 1),
+        "server_8_streams_mb": round(peak[0], 1),
+        "clis_8_streams_mb": round(peak[1], 1),
+    }
+
+
+# --- the run ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Config:
+    quick: bool
+    token_delay: float
+    json_path: Path
+
+    @property
+    def sequential_n(self) -> int:
+        return 5 if self.quick else 20
+
+    def rounds(self, level: int) -> int:
+        """Batches per concurrency level: more of the single stream, whose p50 is the settled TTFT."""
+        if level == 1:
+            return 3 if self.quick else 10
+        return 1 if self.quick else 3
+
+
+async def start_subjects(fake_url: str, scratch: Path) -> tuple[dict[str, Subject], dict[str, str]]:
+    """Every subject that starts and answers; for the others, why not."""
+    env = bare_env(fake_url, scratch / "bare-home")
+    subjects: dict[str, Subject] = {
+        BARE_SPAWN: BareCli(env, scratch),
+        BARE_WARM: BareCli(env, scratch, prespawn=PRESPAWN_WAIT),
+    }
+    unavailable: dict[str, str] = {}
+    starters: dict[str, Callable[[], Awaitable[HttpSubject]]] = {
+        POOL: lambda: start_bridge(POOL, fake_url, scratch, []),
+        NO_POOL: lambda: start_bridge(NO_POOL, fake_url, scratch, ["claude_pool_size=0"]),
+        NPM: lambda: start_npm_proxy(fake_url, scratch),
+    }
+    for key, starter in starters.items():
+        progress(f"starting {key}")
+        try:
+            subjects[key] = await starter()
+        except (BenchError, OSError, subprocess.SubprocessError) as e:
+            unavailable[key] = str(e)
+            progress(f"  {key} unavailable: {e}")
+    return subjects, unavailable
+
+
+async def measure(config: Config, subjects: dict[str, Subject]) -> dict[str, Json]:
+    results: dict[str, Json] = {key: {} for key in subjects}
+    for key, subject in subjects.items():
+        progress(f"sequential x{config.sequential_n}: {key}")
+        results[key]["sequential"] = await sequential(subject, config.sequential_n)
+    for key, subject in subjects.items():
+        if key == BARE_WARM:
+            continue
+        for level in LEVELS:
+            rounds = config.rounds(level)
+            progress(f"concurrency {level} x{rounds}: {key}")
+            results[key].setdefault("concurrency", {})[str(level)] = await concurrent(subject, level, rounds)
+    for name, delay in (("long_stream", config.token_delay), ("long_stream_burst", 0.0)):
+        for key in (BARE_SPAWN, POOL):
+            if key in subjects:
+                progress(f"long stream ({LONG_TOKENS} tokens, {delay} s apart): {key}")
+                subject = subjects[key]
+                pid = subject.process.pid if isinstance(subject, HttpSubject) else None
+                results[key][name] = await long_stream(subject, delay, pid)
+    for key, subject in subjects.items():
+        if isinstance(subject, HttpSubject):
+            progress(f"memory: {key}")
+            results[key]["rss"] = await memory(subject)
+    return results
+
+
+def progress(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+# --- report ---------------------------------------------------------------------------------------------------------
+
+
+def machine_info() -> Json:
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), platform.processor()
+    )
+    meminfo = Path("/proc/meminfo").read_text().splitlines()
+    mem_kb = int(next(line.split()[1] for line in meminfo if line.startswith("MemTotal")))
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "ram_gb": round(mem_kb / 1024**2, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "claude_cli": version([str(CLAUDE_BIN), "--version"]),
+        "node": version(["node", "--version"]),
+        "openai_sdk": openai.__version__,
+    }
+
+
+def version(argv: list[str]) -> str | None:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        return subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.strip() or None
+    return None
+
+
+def figure(results: dict[str, Json], key: str, *path: str) -> Any:
+    """results[key][path...], None where not measured."""
+    value: Any = results.get(key)
+    for step in path:
+        value = value.get(step) if isinstance(value, dict) else None
+    return value
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 4) if a is not None and b else None
+
+
+def difference(a: float | None, b: float | None) -> float | None:
+    return round(a - b, 1) if a is not None and b is not None else None
+
+
+def ratios(results: dict[str, Json]) -> Json:
+    ttft = {key: figure(results, key, "sequential", "ttft_p50_ms") for key in SUBJECTS}
+    pool, warm = ttft[POOL], ttft[BARE_WARM]
+    settled = figure(results, POOL, "concurrency", "1", "ttft_p50_ms")
+    return {
+        "ttft_p50_bridge_pool_over_npm_proxy": ratio(pool, ttft[NPM]),
+        "ttft_p50_bridge_pool_over_bare_spawned_cli": ratio(pool, ttft[BARE_SPAWN]),
+        "ttft_p50_bridge_no_pool_over_bare_spawned_cli": ratio(ttft[NO_POOL], ttft[BARE_SPAWN]),
+        "bridge_pool_overhead_over_prespawned_cli_p50_ms_back_to_back": difference(pool, warm),
+        "bridge_pool_overhead_over_prespawned_cli_p50_ms_settled": difference(settled, warm),
+        "c32_requests_per_s_bridge_pool_over_npm_proxy": ratio(
+            figure(results, POOL, "concurrency", "32", "requests_per_s"),
+            figure(results, NPM, "concurrency", "32", "requests_per_s"),
+        ),
+    }
+
+
+@dataclass(frozen=True)
+class Goal:
+    goal: str
+    measured: str
+    passed: bool | None  # None: could not be measured
+
+
+def goals(results: dict[str, Json], r: Json) -> list[Goal]:
+    c32 = figure(results, POOL, "concurrency", "32") or {}
+    npm_c32 = figure(results, NPM, "concurrency", "32", "requests_per_s")
+    held_back = {
+        name: difference(figure(results, POOL, name, "gap_max_ms"), figure(results, BARE_SPAWN, name, "gap_max_ms"))
+        for name in ("long_stream", "long_stream_burst")
+    }
+    checks: list[tuple[str, float | None, str, Callable[[float], bool]]] = [
+        ("TTFT p50 with pool <= 0.4 x npm proxy", r["ttft_p50_bridge_pool_over_npm_proxy"], "x", lambda v: v <= 0.4),
+        ("TTFT p50 with pool <= 0.5 x bare spawned CLI", r["ttft_p50_bridge_pool_over_bare_spawned_cli"], "x",
+         lambda v: v <= 0.5),
+        ("overhead over pre-spawned CLI <= 10 ms p50, settled (c=1 rounds, 1 s apart)",
+         r["bridge_pool_overhead_over_prespawned_cli_p50_ms_settled"], " ms", lambda v: v <= 10),
+        ("overhead over pre-spawned CLI <= 10 ms p50, back to back (sequential)",
+         r["bridge_pool_overhead_over_prespawned_cli_p50_ms_back_to_back"], " ms", lambda v: v <= 10),
+        ("32 concurrent: no errors", c32.get("errors"), " errors", lambda v: v == 0),
+        ("32 concurrent: p99 TTFT <= 3 x p50", ratio(c32.get("ttft_p99_ms"), c32.get("ttft_p50_ms")), "x",
+         lambda v: v <= 3),
+        ("32 concurrent: throughput >= npm proxy", ratio(c32.get("requests_per_s"), npm_c32), "x", lambda v: v >= 1),
+        ("5000-token stream, paced: < 1 ms CPU per 100 chunks",
+         figure(results, POOL, "long_stream", "cpu_ms_per_100_chunks"), " ms", lambda v: v < 1),
+        ("5000-token stream, burst: < 1 ms CPU per 100 chunks",
+         figure(results, POOL, "long_stream_burst", "cpu_ms_per_100_chunks"), " ms", lambda v: v < 1),
+        ("5000-token stream, paced: no chunk held back > 5 ms (max gap minus the bare CLI's)",
+         held_back["long_stream"], " ms", lambda v: v <= 5),
+        ("5000-token stream, burst: no chunk held back > 5 ms (max gap minus the bare CLI's)",
+         held_back["long_stream_burst"], " ms", lambda v: v <= 5),
+    ]  # fmt: skip
+    return [check(*entry) for entry in checks]
+
+
+def check(goal: str, value: float | None, unit: str, meets: Callable[[float], bool]) -> Goal:
+    if value is None:
+        return Goal(goal, "not measured", None)
+    return Goal(goal, f"{value:g}{unit}", meets(value))
+
+
+ROWS: list[tuple[str, tuple[str, ...]]] = [
+    ("sequential: TTFT p50 ms", ("sequential", "ttft_p50_ms")),
+    ("sequential: TTFT p95 ms", ("sequential", "ttft_p95_ms")),
+    ("sequential: total s", ("sequential", "total_s")),
+    ("sequential: errors", ("sequential", "errors")),
+    *[
+        row
+        for level in map(str, LEVELS)
+        for row in (
+            (f"c={level}: TTFT p50 ms", ("concurrency", level, "ttft_p50_ms")),
+            (f"c={level}: TTFT p99 ms", ("concurrency", level, "ttft_p99_ms")),
+            (f"c={level}: requests/s", ("concurrency", level, "requests_per_s")),
+            (f"c={level}: tokens/s", ("concurrency", level, "tokens_per_s")),
+            (f"c={level}: errors", ("concurrency", level, "errors")),
+        )
+    ],
+    *[
+        row
+        for name, label in (("long_stream", "paced"), ("long_stream_burst", "burst"))
+        for row in (
+            (f"5000 tokens {label}: chunks received", (name, "chunks")),
+            (f"5000 tokens {label}: max gap ms", (name, "gap_max_ms")),
+            (f"5000 tokens {label}: p99 gap ms", (name, "gap_p99_ms")),
+            (f"5000 tokens {label}: CPU ms/100 chunks", (name, "cpu_ms_per_100_chunks")),
+        )
+    ],
+    ("RSS MB server, idle", ("rss", "server_idle_mb")),
+    ("RSS MB CLIs, idle", ("rss", "clis_idle_mb")),
+    ("RSS MB server, 8 streams", ("rss", "server_8_streams_mb")),
+    ("RSS MB CLIs, 8 streams", ("rss", "clis_8_streams_mb")),
+]
+
+
+def table(results: dict[str, Json], unavailable: dict[str, str]) -> str:
+    width = max(len(label) for label, _ in ROWS)
+    lines = [f"{'':{width}}" + "".join(f"{key:>22}" for key in SUBJECTS)]
+    for label, path in ROWS:
+        cells = ["n/a" if key in unavailable else _cell(figure(results, key, *path)) for key in SUBJECTS]
+        lines.append(f"{label:{width}}" + "".join(f"{cell:>22}" for cell in cells))
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    return "-" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def notes(token_delay: float) -> list[str]:
+    return [
+        f"Fake API in echo mode, {token_delay:g} s per token; every subject runs the pinned CLI against it.",
+        f"Both bridges run with --set claude_max_runs={MAX_RUNS}, so 32 streams are not queued; the pool bridge has",
+        f"  the default claude_pool_size={POOL_SIZE}, so at c=8 and c=32 all but {POOL_SIZE} requests spawn a CLI.",
+        "TTFT: request sent to first text chunk. The pre-spawned CLI's clock starts when its input is written,",
+        f"  {PRESPAWN_WAIT:g} s after spawn. Sequential requests go back to back; each concurrency batch starts",
+        f"  settled (the last CLIs gone, the pool full, {SETTLE:g} s quiet).",
+        f"5000 tokens: paced = {token_delay:g} s apart, burst = no delay. CPU is the bridge process's own utime+stime",
+        "  (not its CLIs'); gaps are between text chunks as the client (or our read of the CLI's stdout) sees them.",
+    ]
+
+
+def report(result: Json) -> str:
+    machine = result["machine"]
+    lines = [
+        f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['ram_gb']} GB RAM, Linux {machine['kernel']}, "
+        f"Python {machine['python']}, Claude CLI {machine['claude_cli']}, node {machine['node']}",
+        *notes(result["config"]["token_delay_s"]),
+        "",
+        table(result["subjects"], result["unavailable"]),
+        "",
+        *[f"{key} unavailable: {why}" for key, why in result["unavailable"].items()],
+        "Ratios:",
+        *[f"  {name}: {_cell(value)}" for name, value in result["ratios"].items()],
+        "",
+        "Goals (issue 6):",
+        *[f"  {_verdict(g['passed']):4}  {g['goal']}: {g['measured']}" for g in result["goals"]],
+    ]
+    return "\n".join(lines)
+
+
+def _verdict(passed: bool | None) -> str:
+    return "N/A" if passed is None else "PASS" if passed else "FAIL"
+
+
+async def bench(config: Config, scratch: Path) -> Json:
+    machine = machine_info()
+    fake_url = start_fake(config.token_delay, scratch)
+    subjects, unavailable = await start_subjects(fake_url, scratch)
+    results = await measure(config, subjects)
+    r = ratios(results)
+    return {
+        "machine": machine,
+        "config": {
+            "quick": config.quick,
+            "token_delay_s": config.token_delay,
+            "sequential_requests": config.sequential_n,
+            "concurrency_rounds": {level: config.rounds(level) for level in LEVELS},
+            "prompt": PROMPT,
+            "model": MODEL,
+            "bridge_options": [f"claude_max_runs={MAX_RUNS}"],
+            "prespawn_wait_s": PRESPAWN_WAIT,
+        },
+        "subjects": results,
+        "unavailable": unavailable,
+        "ratios": r,
+        "goals": [asdict(goal) for goal in goals(results, r)],
+    }
+
+
+def parse_args() -> Config:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="5 sequential requests, fewer concurrency rounds")
+    parser.add_argument("--json", type=Path, default=Path("bench-result.json"), help="where to write the result")
+    parser.add_argument("--token-delay", type=float, default=0.005, help="fake API seconds between text deltas")
+    args = parser.parse_args()
+    return Config(args.quick, args.token_delay, args.json)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def scratch_dir() -> Iterator[Path]:
+    """A private directory for homes and logs; every process started is ended before it is removed."""
+    path = Path(tempfile.mkdtemp(prefix="claude-bridge-bench-"))
+    try:
+        yield path
+    finally:
+        REAPER.kill_all()
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def main() -> int:
+    config = parse_args()
+    if not os.access(CLAUDE_BIN, os.X_OK):
+        print(f"The pinned Claude CLI is missing at {CLAUDE_BIN}: run `npm ci` in {ROOT}.", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        with scratch_dir() as scratch:
+            result = asyncio.run(bench(config, scratch))
+    except KeyboardInterrupt:
+        print("\n[bench] interrupted; everything it started is stopped", file=sys.stderr)
+        return 130
+    print(report(result))
+    config.json_path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nJSON result: {config.json_path.resolve()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
