@@ -52,7 +52,8 @@ class ClaudePool:
         return sum(len(idle) for idle in self._idle.values())
 
     def take(self, invocation: ClaudeInvocation) -> StartedClaude | None:
-        """A warm process for `invocation` if one is ready; either way its shape is kept warm from now on."""
+        """A warm process for `invocation` if one is ready; either way its shape is kept warm from now on
+        (`refill` once the run is over: a spawn during the run would compete with it for the CPU)."""
         key = shape(invocation)
         if key is None or self._closed:
             return None
@@ -63,13 +64,18 @@ class ClaudePool:
         taken = None
         idle = self._idle.setdefault(key, [])
         while idle and taken is None:
-            claude, _ = idle.pop()
+            claude, _ = idle.pop(0)  # the longest-waiting: the most surely done with its start-up
             if claude.process.returncode is None:
                 taken = claude
             else:
                 self._spawn_task(claude.discard(0))
-        self._spawn_task(self._refill(key))
         return taken
+
+    def refill(self, invocation: ClaudeInvocation) -> None:
+        """Top the shape of `invocation` up again, in the background."""
+        key = shape(invocation)
+        if key is not None and not self._closed:
+            self._spawn_task(self._refill(key))
 
     async def close(self) -> None:
         """Stop every warm process (also at the bridge's exit; the kernel kills them if the bridge dies)."""

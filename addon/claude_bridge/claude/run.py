@@ -99,8 +99,12 @@ class ClaudeRun:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._claude is not None:
-            await self._claude.discard(self.settings.interrupt_grace)
+        try:
+            if self._claude is not None:
+                await self._claude.discard(self.settings.interrupt_grace)
+        finally:
+            if self.settings.pool is not None:
+                self.settings.pool.refill(self.invocation)
 
     async def events(self) -> AsyncGenerator[events.Event]:
         """Parsed stdout events until the `result` line; raises on timeouts or an exit without a result."""
