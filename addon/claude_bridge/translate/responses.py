@@ -197,12 +197,8 @@ async def response_events(
             async for item in items:
                 if not started:
                     started = True
-                    yield event(
-                        ResponseLifecycleEvent(type="response.created", response=response.model_copy(deep=True))
-                    )
-                    yield event(
-                        ResponseLifecycleEvent(type="response.in_progress", response=response.model_copy(deep=True))
-                    )
+                    for opening in _opening(response):
+                        yield event(opening)
                 match item:
                     case TurnText(text=text):
                         if message is None:
@@ -277,8 +273,8 @@ async def response_events(
         yield event(ResponseLifecycleEvent(type="response.failed", response=response))
         return
     if not started:
-        yield event(ResponseLifecycleEvent(type="response.created", response=response.model_copy(deep=True)))
-        yield event(ResponseLifecycleEvent(type="response.in_progress", response=response.model_copy(deep=True)))
+        for opening in _opening(response):
+            yield event(opening)
     incomplete = end.stop_reason == "max_tokens"
     for done in _close_message(message, response, incomplete=incomplete):
         yield event(done)
@@ -300,6 +296,14 @@ async def response_events(
     yield event(
         ResponseLifecycleEvent(type="response.incomplete" if incomplete else "response.completed", response=response)
     )
+
+
+def _opening(response: Response) -> list[ResponseLifecycleEvent]:
+    """created, then in_progress: snapshots of the response as it starts (the object itself grows on)."""
+    return [
+        ResponseLifecycleEvent(type=kind, response=response.model_copy(deep=True))
+        for kind in ("response.created", "response.in_progress")
+    ]
 
 
 def _close_message(
