@@ -58,10 +58,6 @@ class Backend:
         port: int = self._server.sockets[0].getsockname()[1]
         return port
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._connections)
-
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         logger.debug("backend listening on 127.0.0.1:%d", self.port)

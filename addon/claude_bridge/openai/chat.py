@@ -19,28 +19,28 @@ from pydantic import (
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "function_call"]
 
 
-class _Request(BaseModel):
+class RequestModel(BaseModel):
     """Request objects ignore fields the bridge does not use: apps send many, and refusing them breaks apps."""
 
     model_config = ConfigDict(extra="ignore")
 
 
-class ChatCompletionContentPartText(_Request):
+class ChatCompletionContentPartText(RequestModel):
     type: Literal["text"]
     text: str
 
 
-class ImageURL(_Request):
+class ImageURL(RequestModel):
     url: str
     detail: str | None = None
 
 
-class ChatCompletionContentPartImage(_Request):
+class ChatCompletionContentPartImage(RequestModel):
     type: Literal["image_url"]
     image_url: ImageURL
 
 
-class ChatCompletionContentPartOther(_Request):
+class ChatCompletionContentPartOther(RequestModel):
     """A part type the bridge cannot forward (input_audio, file, ...); refused with a clear 400."""
 
     type: str
@@ -64,36 +64,36 @@ ContentPart = Annotated[
 MessageContent = str | list[ContentPart]
 
 
-class ChatCompletionSystemMessageParam(_Request):
+class ChatCompletionSystemMessageParam(RequestModel):
     role: Literal["system"]
     content: MessageContent
     name: str | None = None
 
 
-class ChatCompletionDeveloperMessageParam(_Request):
+class ChatCompletionDeveloperMessageParam(RequestModel):
     role: Literal["developer"]
     content: MessageContent
     name: str | None = None
 
 
-class ChatCompletionUserMessageParam(_Request):
+class ChatCompletionUserMessageParam(RequestModel):
     role: Literal["user"]
     content: MessageContent
     name: str | None = None
 
 
-class FunctionCall(_Request):
+class FunctionCall(RequestModel):
     name: str
     arguments: str
 
 
-class ChatCompletionMessageToolCallParam(_Request):
+class ChatCompletionMessageToolCallParam(RequestModel):
     id: str
     type: Literal["function"] = "function"
     function: FunctionCall
 
 
-class ChatCompletionAssistantMessageParam(_Request):
+class ChatCompletionAssistantMessageParam(RequestModel):
     role: Literal["assistant"]
     content: MessageContent | None = None
     name: str | None = None
@@ -101,13 +101,13 @@ class ChatCompletionAssistantMessageParam(_Request):
     function_call: FunctionCall | None = None  # legacy
 
 
-class ChatCompletionToolMessageParam(_Request):
+class ChatCompletionToolMessageParam(RequestModel):
     role: Literal["tool"]
     content: MessageContent
     tool_call_id: str
 
 
-class ChatCompletionFunctionMessageParam(_Request):
+class ChatCompletionFunctionMessageParam(RequestModel):
     """Legacy: the result of a `function_call`, matched by function name."""
 
     role: Literal["function"]
@@ -126,23 +126,23 @@ ChatCompletionMessageParam = Annotated[
 ]
 
 
-class FunctionDefinition(_Request):
+class FunctionDefinition(RequestModel):
     name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
     description: str | None = None
     parameters: dict[str, Any] | None = None
     strict: StrictBool | None = None
 
 
-class ChatCompletionToolParam(_Request):
+class ChatCompletionToolParam(RequestModel):
     type: Literal["function"]
     function: FunctionDefinition
 
 
-class ChatCompletionNamedToolChoiceFunction(_Request):
+class ChatCompletionNamedToolChoiceFunction(RequestModel):
     name: str
 
 
-class ChatCompletionNamedToolChoiceParam(_Request):
+class ChatCompletionNamedToolChoiceParam(RequestModel):
     type: Literal["function"]
     function: ChatCompletionNamedToolChoiceFunction
 
@@ -151,22 +151,22 @@ ToolChoice = Literal["none", "auto", "required"] | ChatCompletionNamedToolChoice
 FunctionCallChoice = Literal["none", "auto"] | ChatCompletionNamedToolChoiceFunction  # legacy `function_call`
 
 
-class ResponseFormatText(_Request):
+class ResponseFormatText(RequestModel):
     type: Literal["text"]
 
 
-class ResponseFormatJSONObject(_Request):
+class ResponseFormatJSONObject(RequestModel):
     type: Literal["json_object"]
 
 
-class JSONSchema(_Request):
+class JSONSchema(RequestModel):
     name: str
     description: str | None = None
     schema_: dict[str, Any] | None = Field(default=None, alias="schema")
     strict: StrictBool | None = None
 
 
-class ResponseFormatJSONSchema(_Request):
+class ResponseFormatJSONSchema(RequestModel):
     type: Literal["json_schema"]
     json_schema: JSONSchema
 
@@ -178,11 +178,11 @@ ResponseFormat = Annotated[
 ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
 
 
-class ChatCompletionStreamOptionsParam(_Request):
+class ChatCompletionStreamOptionsParam(RequestModel):
     include_usage: StrictBool | None = None
 
 
-class ChatCompletionCreateParams(_Request):
+class ChatCompletionCreateParams(RequestModel):
     model: str = Field(min_length=1)
     messages: list[ChatCompletionMessageParam] = Field(min_length=1)
     stream: StrictBool | None = False

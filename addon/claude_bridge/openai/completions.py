@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import BaseModel, Field, StrictBool, StrictInt
 
-from .chat import CompletionUsage, StreamedChoice
+from .chat import CompletionUsage, RequestModel, StreamedChoice
 
 
-class CompletionCreateParams(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
+class CompletionCreateParams(RequestModel):
     model: str = Field(min_length=1)
     prompt: str | list[str]
     max_tokens: StrictInt | None = Field(default=None, ge=1)

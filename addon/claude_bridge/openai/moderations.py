@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
+
+from .chat import RequestModel
 
 CATEGORIES = (
     "harassment", "harassment/threatening", "hate", "hate/threatening", "illicit", "illicit/violent",
@@ -13,9 +15,7 @@ CATEGORIES = (
 )  # fmt: skip
 
 
-class ModerationCreateParams(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
+class ModerationCreateParams(RequestModel):
     input: str | list[Any]
     model: str = "omni-moderation-latest"
 

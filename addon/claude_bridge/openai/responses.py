@@ -4,32 +4,25 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, StrictBool, StrictInt, Tag
+from pydantic import BaseModel, Discriminator, Field, StrictBool, StrictInt, Tag
 
-from .chat import ReasoningEffort
-
-
-class _Request(BaseModel):
-    """Fields the bridge does not use are ignored, never refused (`include`, `metadata`, `temperature`, ...)."""
-
-    model_config = ConfigDict(extra="ignore")
-
+from .chat import ReasoningEffort, RequestModel, ResponseFormatJSONObject, ResponseFormatText
 
 # --- request ---------------------------------------------------------------------------------------
 
 
-class ResponseInputText(_Request):
+class ResponseInputText(RequestModel):
     type: Literal["input_text", "output_text"]
     text: str
 
 
-class ResponseInputImage(_Request):
+class ResponseInputImage(RequestModel):
     type: Literal["input_image"]
     image_url: str | None = None
     detail: str | None = None
 
 
-class ResponseInputOther(_Request):
+class ResponseInputOther(RequestModel):
     """input_file, input_audio, refusal, ...: refused with a clear 400 where they matter."""
 
     type: str
@@ -48,26 +41,26 @@ ResponseInputContent = Annotated[
 ]
 
 
-class ResponseInputMessage(_Request):
+class ResponseInputMessage(RequestModel):
     type: Literal["message"] = "message"
     role: Literal["user", "assistant", "system", "developer"]
     content: str | list[ResponseInputContent]
 
 
-class ResponseFunctionToolCallParam(_Request):
+class ResponseFunctionToolCallParam(RequestModel):
     type: Literal["function_call"]
     call_id: str
     name: str
     arguments: str
 
 
-class ResponseFunctionCallOutput(_Request):
+class ResponseFunctionCallOutput(RequestModel):
     type: Literal["function_call_output"]
     call_id: str
     output: str | list[ResponseInputContent]
 
 
-class ResponseInputUnused(_Request):
+class ResponseInputUnused(RequestModel):
     """Items that carry nothing Claude can use (reasoning summaries, hosted tool calls, ...): left out."""
 
     type: str
@@ -89,7 +82,7 @@ ResponseInputItem = Annotated[
 ]
 
 
-class FunctionToolParam(_Request):
+class FunctionToolParam(RequestModel):
     type: Literal["function"]
     name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
     description: str | None = None
@@ -97,7 +90,7 @@ class FunctionToolParam(_Request):
     strict: StrictBool | None = None
 
 
-class OtherToolParam(_Request):
+class OtherToolParam(RequestModel):
     """Hosted and custom tools (web_search, file_search, custom, namespace, ...): the bridge cannot serve them."""
 
     type: str
@@ -109,38 +102,30 @@ ToolParam = Annotated[
 ]
 
 
-class ToolChoiceFunction(_Request):
+class ToolChoiceFunction(RequestModel):
     type: Literal["function"]
     name: str
 
 
-class ResponseFormatText(_Request):
-    type: Literal["text"]
-
-
-class ResponseFormatJSONObject(_Request):
-    type: Literal["json_object"]
-
-
-class ResponseFormatJSONSchema(_Request):
+class ResponseFormatJSONSchema(RequestModel):
     type: Literal["json_schema"]
     name: str = "response"
     schema_: dict[str, Any] | None = Field(default=None, alias="schema")
     strict: StrictBool | None = None
 
 
-class ResponseTextConfigParam(_Request):
+class ResponseTextConfigParam(RequestModel):
     format: (
         Annotated[ResponseFormatText | ResponseFormatJSONObject | ResponseFormatJSONSchema, Field(discriminator="type")]
         | None
     ) = None
 
 
-class ReasoningParam(_Request):
+class ReasoningParam(RequestModel):
     effort: ReasoningEffort | None = None
 
 
-class ResponseCreateParams(_Request):
+class ResponseCreateParams(RequestModel):
     model: str = Field(min_length=1)
     input: str | list[ResponseInputItem]
     instructions: str | None = None
