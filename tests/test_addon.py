@@ -9,6 +9,7 @@ from mitmproxy import exceptions
 from mitmproxy.addons.proxyserver import Proxyserver
 from mitmproxy.test import taddons, tflow, tutils
 
+from claude_bridge import access
 from claude_bridge.addon import ClaudeBridge
 
 
@@ -25,7 +26,7 @@ def openai_flow(method: str, path: str, body: dict | None = None, host: str = "a
 async def bridge(claude_bin):
     addon = ClaudeBridge()
     with taddons.context(Proxyserver(), addon) as tctx:
-        tctx.configure(addon, claude_bin=claude_bin)
+        tctx.configure(addon, claude_bin=claude_bin, listen_host="127.0.0.1")
         await addon.running()
         yield addon
         await addon.done()
@@ -95,3 +96,63 @@ async def test_a_flow_that_fails_before_the_backend_forgets_its_job(bridge):
     bridge.error(flow)
     assert flow.request.url == "https://api.openai.com/v1/chat/completions"
     assert job_path.removeprefix("/claude-bridge/jobs/") not in bridge.backend._jobs
+
+
+@pytest.mark.parametrize(
+    ("modes", "listen_host", "exposed"),
+    [
+        (["regular"], "", ["*:8080"]),
+        (["regular"], "127.0.0.1", []),
+        (["reverse:https://api.openai.com@3456"], "::1", []),
+        (["reverse:https://api.openai.com@3456", "regular@0.0.0.0:8081"], "localhost", ["0.0.0.0:8081"]),
+        (["wireguard"], "192.168.1.5", ["192.168.1.5:51820"]),
+        (["local"], "", []),
+    ],
+)
+def test_exposed_listen_addresses(modes, listen_host, exposed):
+    assert access.exposed_listen_addresses(modes, listen_host) == exposed
+
+
+async def test_listening_beyond_loopback_without_a_key_is_refused_at_start(claude_bin, caplog):
+    addon = ClaudeBridge()
+    with taddons.context(Proxyserver(), addon) as tctx:
+        tctx.configure(addon, claude_bin=claude_bin, listen_host="0.0.0.0")
+        await addon.running()
+        assert "without an access key" in caplog.text
+        assert not addon._running
+        tctx.configure(addon, bridge_access_key="k")
+        await addon.running()
+        assert addon._running
+        with pytest.raises(exceptions.OptionsError, match="without an access key"):
+            tctx.configure(addon, bridge_access_key="")
+        await addon.done()
+
+
+@pytest.mark.parametrize(
+    ("authorization", "status"),
+    [(None, 401), ("Bearer wrong", 401), ("Bearer the-key", 200), ("bearer the-key", 200), ("Basic the-key", 401)],
+)
+async def test_the_access_key_is_required_when_set(bridge, authorization, status):
+    from mitmproxy import ctx
+
+    ctx.options.update(bridge_access_key="the-key")
+    flow = openai_flow("GET", "/v1/models")
+    if authorization:
+        flow.request.headers["Authorization"] = authorization
+    bridge.requestheaders(flow)
+    bridge.request(flow)
+    assert flow.response.status_code == status
+    if status == 401:
+        assert json.loads(flow.response.content)["error"]["code"] == "invalid_api_key"
+
+
+async def test_the_access_key_never_passes_through(bridge):
+    from mitmproxy import ctx
+
+    ctx.options.update(bridge_access_key="the-key", bridge_other_endpoints="passthrough")
+    flow = openai_flow("POST", "/v1/embeddings", {"input": "x"})
+    flow.request.headers["Authorization"] = "Bearer the-key"
+    bridge.requestheaders(flow)
+    bridge.request(flow)
+    assert flow.response is None
+    assert "authorization" not in flow.request.headers

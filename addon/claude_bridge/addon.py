@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 from mitmproxy import ctx, exceptions, http
 from pydantic import BaseModel
 
-from . import backend, interception
+from . import access, backend, interception
 from .claude.invocation import ClaudeSettings
 from .claude.limit import RunLimiter
 from .claude.pool import ClaudePool
@@ -36,6 +36,7 @@ from .translate.turn import TurnReport
 logger = logging.getLogger(__name__)
 
 MODELS_CREATED = 1_700_000_000
+FLUSH_GRACE = 2.0
 
 
 class Origin(NamedTuple):
@@ -139,6 +140,19 @@ class ClaudeBridge:
             "How many recent Responses API responses are kept in memory for previous_response_id and GET "
             "/v1/responses/{id} (the oldest go first; none survive a restart).",
         )
+        loader.add_option(
+            "bridge_access_key",
+            str,
+            "",
+            "A key clients must send as their API key (Authorization: Bearer KEY). Required when the proxy "
+            "listens beyond loopback; with it, passthrough requests leave without their Authorization header.",
+        )
+        loader.add_option(
+            "bridge_log_prompts",
+            bool,
+            False,
+            "Log each bridged request's body (the prompts) for debugging. Keys are never logged.",
+        )
         loader.add_option("claude_bin", str, "claude", "The Claude Code CLI to run.")
         loader.add_option(
             "claude_pool_size",
@@ -202,6 +216,9 @@ class ClaudeBridge:
         if "claude_bin" in updated and self._running:
             self.claude_version = None
             self._background(self._probe_claude())
+        listening = {"mode", "listen_host", "bridge_access_key"} & updated
+        if listening and self._running and (problem := _exposure_problem()):
+            raise exceptions.OptionsError(problem)
 
     def _decrypt_only_bridged_hosts(self) -> None:
         """Tunnel every other host untouched (pinned certificates, the CLI's own traffic) unless the user chose."""
@@ -238,6 +255,10 @@ class ClaudeBridge:
         task.add_done_callback(self._tasks.discard)
 
     async def running(self) -> None:
+        if problem := _exposure_problem():
+            # An error logged while starting makes mitmproxy exit at once, before any request is taken.
+            logger.error(problem)
+            return
         # With the default `eager`, mitmproxy would dial the real api.openai.com before we see the request.
         ctx.options.update(connection_strategy="lazy")
         await self.backend.start()
@@ -247,14 +268,26 @@ class ClaudeBridge:
             logger.info("ANTHROPIC_API_KEY is set but withheld from the CLI, which uses your subscription login.")
 
     async def done(self) -> None:
+        """Runs end with an error their clients see; mitmproxy gets a moment to pass those last bytes on."""
         await self.backend.stop()
         if self.settings.pool is not None:
             await self.settings.pool.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + FLUSH_GRACE
+        while self._flows and loop.time() < deadline:
+            await asyncio.sleep(0.05)
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        """Refuse an oversized body before mitmproxy reads it into memory."""
+        """Refuse a caller without the access key, or an oversized body, before mitmproxy reads the body."""
         if flow.response or flow.request.host not in ctx.options.bridge_hosts:
             return
+        if ctx.options.bridge_access_key:
+            try:
+                access.check_key(flow.request.headers.get("authorization"), ctx.options.bridge_access_key)
+            except OpenAIError as e:
+                _respond(flow, e.status, e.response().model_dump())
+                flow.comment = "claude-bridge: refused with 401: no valid access key"
+                return
         length = flow.request.headers.get("content-length", "")
         if length.isdigit() and int(length) > ctx.options.bridge_max_body:
             error = _too_large()
@@ -360,6 +393,8 @@ class ClaudeBridge:
             stored = self.responses.response(path.removeprefix("/v1/responses/"))
             _respond(flow, 200, stored.model_dump(mode="json"))
         elif ctx.options.bridge_other_endpoints == "passthrough":
+            if ctx.options.bridge_access_key:
+                flow.request.headers.pop("authorization", None)  # the bridge's key never leaves the machine
             flow.comment = "claude-bridge: passed through to the real API"
         else:
             raise OpenAIError(
@@ -422,6 +457,8 @@ class ClaudeBridge:
         framing: sse.Format,
     ) -> None:
         """Park the job (streamed or one JSON answer) and send the flow to the backend to have it answered."""
+        if ctx.options.bridge_log_prompts:
+            logger.info("prompt of %s %s: %s", flow.request.method, flow.request.path, flow.request.get_text())
         report = TurnReport()
         parked: backend.Job = (
             backend.StreamJob(lambda: stream(report), framing)
@@ -469,6 +506,17 @@ def _resolve_bin(claude_bin: str) -> str:
     """An absolute path: runs start in their own empty directory, where a relative path means nothing."""
     found = shutil.which(claude_bin)
     return os.path.abspath(found) if found else claude_bin
+
+
+def _exposure_problem() -> str | None:
+    exposed = access.exposed_listen_addresses(ctx.options.mode, ctx.options.listen_host)
+    if not exposed or ctx.options.bridge_access_key:
+        return None
+    return (
+        f"claude-bridge would listen beyond loopback ({', '.join(exposed)}) without an access key: anyone who can "
+        "reach it could use your Claude subscription. Set one with --set bridge_access_key=KEY (clients send it "
+        "as their API key), or listen on loopback (--listen-host 127.0.0.1)."
+    )
 
 
 def _too_large() -> OpenAIError:
