@@ -17,6 +17,7 @@ from mitmproxy import ctx, exceptions, http
 from pydantic import BaseModel
 
 from . import access, backend, interception
+from .claude import rundir
 from .claude.invocation import ClaudeSettings
 from .claude.limit import RunLimiter
 from .claude.pool import ClaudePool
@@ -261,6 +262,7 @@ class ClaudeBridge:
             return
         # With the default `eager`, mitmproxy would dial the real api.openai.com before we see the request.
         ctx.options.update(connection_strategy="lazy")
+        rundir.remove_stale()
         await self.backend.start()
         await self._probe_claude()
         self._running = True

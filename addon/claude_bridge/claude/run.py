@@ -6,13 +6,12 @@ import asyncio
 import json
 import logging
 import shutil
-import tempfile
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from . import events, mcp, transcript
+from . import events, mcp, rundir, transcript
 from .events import ControlRequest
 from .invocation import (
     MAX_TURNS,
@@ -58,7 +57,7 @@ class StartedClaude:
 
 async def start(invocation: ClaudeInvocation, settings: ClaudeSettings) -> StartedClaude:
     """Spawn the CLI for `invocation` (everything but its input, which `ClaudeRun` writes)."""
-    directory = Path(tempfile.mkdtemp(prefix="claude-bridge-"))
+    directory = rundir.create()
     try:
         argv, env, cwd = _prepare(invocation, settings, directory)
         process = await ClaudeProcess.spawn(argv, env, cwd)
