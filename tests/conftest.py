@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -163,6 +164,25 @@ class Bridge:
         """Private run directories that still exist."""
         return sorted(self.tmpdir.glob("claude-bridge-*"))
 
+    def health(self) -> dict[str, Any]:
+        with self.get("/health") as response:
+            health: dict[str, Any] = json.load(response)
+            return health
+
+    def wait_idle(self, seconds: float = 5.0) -> None:
+        """Assert that every run ended: no CLI, no private run directory, no run counted in /health."""
+        deadline = time.monotonic() + seconds
+        while self._busy() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert self.claude_children() == []
+        assert self.run_dirs() == []
+        health = self.health()
+        assert (health["runs_in_flight"], health["runs_queued"]) == (0, 0)
+
+    def _busy(self) -> bool:
+        health = self.health()
+        return bool(self.claude_children() or self.run_dirs() or health["runs_in_flight"] or health["runs_queued"])
+
     def claude_children(self) -> list[int]:
         """Live `claude` processes started by the bridge (they run in their own sessions, so look by parent)."""
         return [pid for pid, name in _children(self.process.pid) if name == "claude"]
@@ -212,10 +232,12 @@ def start_bridge(tmp_path_factory: pytest.TempPathFactory, fake_server: FakeAnth
         web: bool = False,
         mode: str | None = None,
         confdir: Path | None = None,
+        port: int | None = None,
+        args: tuple[str, ...] = (),
     ) -> Bridge:
         home = tmp_path_factory.mktemp("home")
-        port = free_port()
-        argv = [sys.executable, "-m", "claude_bridge", "--port", str(port), "--claude-bin", claude or claude_bin]
+        port = port or free_port()
+        argv = [sys.executable, "-m", "claude_bridge", "--port", str(port), "--claude-bin", claude or claude_bin, *args]
         confdir = confdir or home / "certs"
         argv += ["--confdir", str(confdir)]
         argv += ["--web"] if web else []

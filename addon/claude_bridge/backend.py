@@ -26,6 +26,14 @@ logger = logging.getLogger(__name__)
 JOB_PATH_PREFIX = "/claude-bridge/jobs/"
 SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
 MAX_HEADER_BYTES = 64 * 1024
+# Enough for each run to be interrupted and reaped (SIGINT, then SIGKILL after the CLI's grace) and its error sent.
+STOP_GRACE = 5.0
+SHUTTING_DOWN = OpenAIError(
+    503,
+    "claude-bridge is shutting down; this request was stopped. Retry once it is back.",
+    "server_error",
+    code="bridge_shutting_down",
+)
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,7 @@ class Backend:
         self._jobs: dict[str, Job] = {}
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
 
     @property
     def port(self) -> int:
@@ -63,12 +72,16 @@ class Backend:
         logger.debug("backend listening on 127.0.0.1:%d", self.port)
 
     async def stop(self) -> None:
+        """Stop every run and tell its client why; connections that outlast the grace are cut."""
         if self._server is None:
             return
         self._server.close()
-        for task in list(self._connections):
-            task.cancel()
-        await asyncio.gather(*self._connections, return_exceptions=True)
+        self._stopping.set()
+        if self._connections:
+            _, late = await asyncio.wait(set(self._connections), timeout=STOP_GRACE)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         self._server = None
         self._jobs.clear()
 
@@ -114,18 +127,23 @@ class Backend:
         return self._jobs.pop(path.removeprefix(JOB_PATH_PREFIX), None)
 
     async def _answer(self, job: Job, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Run the job, cancelling it the moment mitmproxy drops the connection (the client went away)."""
-        work = asyncio.create_task(_write_job(job, writer))
+        """Run the job, cancelling it the moment mitmproxy drops the connection (the client went away)
+        or the bridge shuts down (then the client is told so, in the stream if it has started)."""
+        reply = _Reply(job, writer)
+        work = asyncio.create_task(reply.write())
         hangup = asyncio.create_task(_until_eof(reader))
+        shutdown = asyncio.create_task(self._stopping.wait())
         try:
-            done, _ = await asyncio.wait({work, hangup}, return_when=asyncio.FIRST_COMPLETED)
-            if work not in done:
+            done, _ = await asyncio.wait({work, hangup, shutdown}, return_when=asyncio.FIRST_COMPLETED)
+            if hangup in done and work not in done:
                 logger.info("client disconnected; stopping its Claude run")
         finally:
-            hangup.cancel()
-            work.cancel()
+            for task in (hangup, shutdown, work):
+                task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await work
+        if shutdown in done and work not in done:
+            await reply.error(SHUTTING_DOWN)
 
 
 async def _skip_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> None:
@@ -144,47 +162,54 @@ async def _until_eof(reader: asyncio.StreamReader) -> None:
         pass
 
 
-async def _write_job(job: Job, writer: asyncio.StreamWriter) -> None:
-    started = False
-    try:
-        match job:
-            case JsonJob(answer=answer):
-                body = (await answer()).model_dump_json().encode()
-                await _write_head(writer, 200, {"Content-Type": "application/json"}, body)
-            case StreamJob(items=items, sse=framing):
-                async with contextlib.aclosing(items()) as stream:
-                    async for item in stream:
-                        if not started:
-                            # Headers wait for the first item: a failure before any text gets a real HTTP status.
-                            await _write_head(writer, 200, SSE_HEADERS)
-                            started = True
-                        await _write_chunk(writer, framing.event(item))
-                if not started:
-                    await _write_head(writer, 200, SSE_HEADERS)
-                    started = True
-                await _write_chunk(writer, framing.end)
-                await _end_body(writer)
-    except OpenAIError as e:
-        await _write_error(writer, job, e, started)
-    except ConnectionError:
-        raise
-    except Exception as e:
-        # Named, not printed: an exception's text may quote the prompt.
-        logger.warning(
-            "claude-bridge failed while answering: %s", type(e).__name__, exc_info=logger.isEnabledFor(DEBUG)
-        )
-        failure = OpenAIError(500, "claude-bridge failed on this request; its log says why.", "server_error")
-        await _write_error(writer, job, failure, started)
+class _Reply:
+    """Writes one job's answer, remembering whether the headers went out (then errors go in the stream)."""
 
+    def __init__(self, job: Job, writer: asyncio.StreamWriter) -> None:
+        self.job = job
+        self.writer = writer
+        self.started = False
 
-async def _write_error(writer: asyncio.StreamWriter, job: Job, error: OpenAIError, started: bool) -> None:
-    if started and isinstance(job, StreamJob):
-        # Headers are sent: the error travels in the stream, and the body ends without the end marker.
-        await _write_chunk(writer, job.sse.error(error))
-        await _end_body(writer)
-    else:
-        headers = {"Content-Type": "application/json", **error.headers}
-        await _write_head(writer, error.status, headers, error.response().model_dump_json().encode())
+    async def write(self) -> None:
+        try:
+            match self.job:
+                case JsonJob(answer=answer):
+                    body = (await answer()).model_dump_json().encode()
+                    await _write_head(self.writer, 200, {"Content-Type": "application/json"}, body)
+                case StreamJob(items=items, sse=framing):
+                    async with contextlib.aclosing(items()) as stream:
+                        async for item in stream:
+                            await self._start_stream()
+                            await _write_chunk(self.writer, framing.event(item))
+                    await self._start_stream()
+                    await _write_chunk(self.writer, framing.end)
+                    await _end_body(self.writer)
+        except OpenAIError as e:
+            await self.error(e)
+        except ConnectionError:
+            raise
+        except Exception as e:
+            # Named, not printed: an exception's text may quote the prompt.
+            logger.warning(
+                "claude-bridge failed while answering: %s", type(e).__name__, exc_info=logger.isEnabledFor(DEBUG)
+            )
+            failure = OpenAIError(500, "claude-bridge failed on this request; its log says why.", "server_error")
+            await self.error(failure)
+
+    async def _start_stream(self) -> None:
+        """Headers wait for the first item: a failure before any text gets a real HTTP status."""
+        if not self.started:
+            await _write_head(self.writer, 200, SSE_HEADERS)
+            self.started = True
+
+    async def error(self, error: OpenAIError) -> None:
+        if self.started and isinstance(self.job, StreamJob):
+            # Headers are sent: the error travels in the stream, and the body ends without the end marker.
+            await _write_chunk(self.writer, self.job.sse.error(error))
+            await _end_body(self.writer)
+        else:
+            headers = {"Content-Type": "application/json", **error.headers}
+            await _write_head(self.writer, error.status, headers, error.response().model_dump_json().encode())
 
 
 async def _write_head(
