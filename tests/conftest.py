@@ -110,8 +110,10 @@ class Bridge:
         port: int,
         confdir: Path | None = None,
         proxy: bool = False,
+        access_key: str | None = None,
     ) -> None:
         self.confdir = confdir
+        self.api_key = access_key or "sk-test"
         self.proxy = proxy
         self.tmpdir = Path(env["TMPDIR"])
         self.port = port
@@ -140,20 +142,23 @@ class Bridge:
 
     def client(self, **kwargs: object) -> openai.OpenAI:
         return openai.OpenAI(
-            base_url=self.url + "/v1", api_key="sk-test", max_retries=0, _strict_response_validation=True, **kwargs
+            **{"base_url": self.url + "/v1", "api_key": self.api_key, "max_retries": 0, **kwargs},
+            _strict_response_validation=True,
         )
 
     def async_client(self, **kwargs: object) -> openai.AsyncOpenAI:
         return openai.AsyncOpenAI(
-            base_url=self.url + "/v1", api_key="sk-test", max_retries=0, _strict_response_validation=True, **kwargs
+            **{"base_url": self.url + "/v1", "api_key": self.api_key, "max_retries": 0, **kwargs},
+            _strict_response_validation=True,
         )
 
     def get(self, path: str) -> Any:
         """GET a bridge endpoint: directly in reverse mode, as a request for api.openai.com through a proxy mode."""
+        headers = {"Authorization": f"Bearer {self.api_key}"}
         if not self.proxy:
-            return urllib.request.urlopen(self.url + path, timeout=1)
+            return urllib.request.urlopen(urllib.request.Request(self.url + path, headers=headers), timeout=1)
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": self.url}))
-        return opener.open("http://api.openai.com" + path, timeout=1)
+        return opener.open(urllib.request.Request("http://api.openai.com" + path, headers=headers), timeout=1)
 
     @property
     def ca_cert(self) -> Path:
@@ -248,7 +253,9 @@ def start_bridge(tmp_path_factory: pytest.TempPathFactory, fake_server: FakeAnth
         for option in options:
             argv += ["--set", option]
         proxy = mode is not None and not mode.startswith("reverse")
-        bridge = Bridge(argv, bridge_env(home, fake_server.url, env), home / "bridge.log", port, confdir, proxy)
+        keys = [option.partition("=")[2] for option in options if option.startswith("bridge_access_key=")]
+        env = bridge_env(home, fake_server.url, env)
+        bridge = Bridge(argv, env, home / "bridge.log", port, confdir, proxy, access_key=keys[-1] if keys else None)
         started.append(bridge)
         return bridge
 
