@@ -29,6 +29,9 @@ import openai
 
 from claude_bridge.claude.invocation import MAX_TURNS, SAFE_FLAGS, ClaudeInvocation, ClaudeSettings, child_env
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+import load  # tests/load.py: the load test's clients, shared with the soak
+
 Json = dict[str, Any]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,6 +47,9 @@ MAX_RUNS = 32  # claude_max_runs for both bridges, so 32 streams run at once ins
 PRESPAWN_WAIT = 1.0  # seconds a pre-spawned CLI gets to start up before it is fed
 SETTLE = 1.0  # seconds of quiet before each measured batch
 NPM_PACKAGE = "claude-max-api-proxy"
+SOAK_CLIENTS = 48  # clients sending back to back: more than the soak bridge's 8 runs + 32 queued, so 429s happen
+SOAK_OPTIONS = ["claude_max_runs=8", "claude_max_queued=32"]
+SOAK_SAMPLE = 5.0  # seconds between RSS/fd samples
 
 BARE_SPAWN = "bare CLI spawned"
 BARE_WARM = "bare CLI pre-spawned"
@@ -342,7 +348,9 @@ async def start_bridge(key: str, fake_url: str, scratch: Path, options: list[str
     port = free_port()
     argv = [sys.executable, "-m", "claude_bridge", "--port", str(port), "--claude-bin", str(CLAUDE_BIN)]
     argv += ["--confdir", str(home / "certs")]
-    for option in [f"claude_max_runs={MAX_RUNS}", *options]:
+    if not any(option.startswith("claude_max_runs=") for option in options):
+        options = [f"claude_max_runs={MAX_RUNS}", *options]
+    for option in options:
         argv += ["--set", option]
     log = scratch / f"{home.name}.log"
     process = launch(argv, user_env(home, fake_url), log)
@@ -512,6 +520,7 @@ class Config:
     quick: bool
     token_delay: float
     json_path: Path
+    soak_seconds: float | None = None
 
     @property
     def sequential_n(self) -> int:
@@ -575,6 +584,71 @@ async def measure(config: Config, subjects: dict[str, Subject]) -> dict[str, Jso
 
 def progress(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+async def soak(seconds: float, token_delay: float, scratch: Path) -> Json:
+    """The bridge under steady overload for `seconds`: every request answered and its own, nothing growing."""
+    fake_url = start_fake(token_delay, scratch)
+    subject = await start_bridge("soak", fake_url, scratch, SOAK_OPTIONS)
+    pid = subject.process.pid
+    start = {"rss_mb": round(load.rss_mb(pid), 1), "fds": load.open_fds(pid)}
+    samples: list[Json] = []
+    tally = load.Tally()
+
+    async def sample() -> None:
+        began = time.monotonic()
+        while True:
+            await asyncio.sleep(SOAK_SAMPLE)
+            samples.append(
+                {
+                    "t_s": round(time.monotonic() - began),
+                    "rss_mb": round(load.rss_mb(pid), 1),
+                    "fds": load.open_fds(pid),
+                }
+            )
+            progress(f"soak {samples[-1]['t_s']} s: {tally.sent} requests, RSS {samples[-1]['rss_mb']} MB")
+
+    sampler = asyncio.create_task(sample())
+    began = time.monotonic()
+    async with openai.AsyncOpenAI(base_url=subject.url + "/v1", api_key="x", max_retries=0, timeout=300) as client:
+        await load.soak(client, SOAK_CLIENTS, seconds, tally)
+    elapsed = time.monotonic() - began
+    sampler.cancel()
+    await subject.settle()
+    end = {"rss_mb": round(load.rss_mb(pid), 1), "fds": load.open_fds(pid)}
+    return {
+        "machine": machine_info(),
+        "seconds": round(elapsed),
+        "clients": SOAK_CLIENTS,
+        "bridge_options": SOAK_OPTIONS,
+        "requests": tally.sent,
+        "answered": tally.answered,
+        "busy_429": tally.busy,
+        "mixed_up": tally.mixed_up,
+        "failures": tally.failures[:20],
+        "failure_count": len(tally.failures),
+        "requests_per_s": round(tally.sent / elapsed, 1),
+        "after_warm_up": start,
+        "after_settling": end,
+        "peak_rss_mb": max([s["rss_mb"] for s in samples] + [start["rss_mb"]]),
+        "clis_after": len(children(pid)),
+        "warm_pool": subject.idle_clis,
+        "samples": samples,
+    }
+
+
+def soak_report(result: Json) -> str:
+    start, end, r = result["after_warm_up"], result["after_settling"], result
+    return "\n".join(
+        [
+            f"Soak: {r['seconds']} s, {r['clients']} clients back to back ({', '.join(r['bridge_options'])})",
+            f"  requests {result['requests']} ({result['requests_per_s']}/s): answered {result['answered']}, "
+            f"busy 429 {result['busy_429']}, mixed up {result['mixed_up']}, failed {result['failure_count']}",
+            f"  bridge RSS {start['rss_mb']} MB after warm-up, peak {r['peak_rss_mb']} MB, {end['rss_mb']} MB after",
+            f"  open fds {start['fds']} -> {end['fds']}; CLIs left {r['clis_after']} (warm pool {r['warm_pool']})",
+            *[f"  failure: {failure}" for failure in result["failures"]],
+        ]
+    )
 
 
 # --- report ---------------------------------------------------------------------------------------------------------
@@ -794,8 +868,17 @@ def parse_args() -> Config:
     parser.add_argument("--quick", action="store_true", help="5 sequential requests, fewer concurrency rounds")
     parser.add_argument("--json", type=Path, default=Path("bench-result.json"), help="where to write the result")
     parser.add_argument("--token-delay", type=float, default=0.005, help="fake API seconds between text deltas")
+    parser.add_argument(
+        "--soak",
+        type=float,
+        nargs="?",
+        const=600.0,
+        metavar="SECONDS",
+        help="instead of the comparison, hold the bridge under overload this long (default 600) and report "
+        "answers, mix-ups, memory and file descriptors",
+    )
     args = parser.parse_args()
-    return Config(args.quick, args.token_delay, args.json)
+    return Config(args.quick, args.token_delay, args.json, args.soak)
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -821,11 +904,14 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         with scratch_dir() as scratch:
-            result = asyncio.run(bench(config, scratch))
+            if config.soak_seconds is not None:
+                result = asyncio.run(soak(config.soak_seconds, config.token_delay, scratch))
+            else:
+                result = asyncio.run(bench(config, scratch))
     except KeyboardInterrupt:
         print("\n[bench] interrupted; everything it started is stopped", file=sys.stderr)
         return 130
-    print(report(result))
+    print(soak_report(result) if config.soak_seconds is not None else report(result))
     config.json_path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nJSON result: {config.json_path.resolve()}")
     return 0

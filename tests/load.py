@@ -13,6 +13,9 @@ from pathlib import Path
 
 import openai
 
+BUSY_PAUSE = 1.0
+"""Seconds a soak client waits after a 429, as a client with backoff would (not the full Retry-After)."""
+
 
 @dataclass
 class Tally:
@@ -63,7 +66,10 @@ async def soak(client: openai.AsyncOpenAI, clients: int, seconds: float, tally: 
 
     async def client_loop(n: int) -> None:
         while time.monotonic() < deadline:
+            busy = tally.busy
             await request(client, tally, stream=n % 2 == 0)
+            if tally.busy > busy:
+                await asyncio.sleep(BUSY_PAUSE)
 
     await asyncio.gather(*(client_loop(n) for n in range(clients)))
 
