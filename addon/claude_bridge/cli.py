@@ -32,7 +32,8 @@ def parser() -> argparse.ArgumentParser:
         description="Answer OpenAI API calls with the Claude Code CLI. Reverse mode: point OPENAI_BASE_URL at "
         "http://127.0.0.1:3456/v1. Interception: --mode regular and HTTPS_PROXY=http://127.0.0.1:8080.",
         epilog="Also: `claude-bridge ca` (where the CA is, how to trust it), "
-        "`claude-bridge proxy-env` (HTTPS_PROXY/NO_PROXY lines for a shell).",
+        "`claude-bridge proxy-env` (HTTPS_PROXY/NO_PROXY lines for a shell), "
+        "`claude-bridge service install|uninstall|status` (keep it running: systemd user unit, LaunchAgent).",
     )
     p.add_argument(
         "--mode",
@@ -120,6 +121,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if argv[:1] == ["ca"]:
         print(interception.ca_help(DEFAULT_CONFDIR))
         return
+    if argv[:1] == ["doctor"]:
+        from . import doctor
+
+        sys.exit(doctor.main(argv[1:]))
     if argv[:1] == ["proxy-env"]:
         where = argparse.ArgumentParser(prog="claude-bridge proxy-env", description="Proxy variables for a shell.")
         where.add_argument("--host", default="127.0.0.1", help="the bridge's address (default: %(default)s)")
@@ -127,6 +132,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         proxy = where.parse_args(argv[1:])
         print(interception.proxy_env(f"http://{proxy.host}:{proxy.port}"))
         return
+    if argv[:1] == ["service"]:
+        from . import service
+
+        sys.exit(service.main(argv[1:]))
     args = parser().parse_args(argv)
     try:
         specs = mode_specs_for(args.mode or ["reverse"], args.port)
