@@ -13,10 +13,11 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Sequ
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from mitmproxy import ctx, exceptions, http
+from mitmproxy import ctx, exceptions, http, log
 from pydantic import BaseModel
 
 from . import access, backend, interception
+from .banner import banner
 from .claude import rundir
 from .claude.invocation import ClaudeSettings
 from .claude.limit import RunLimiter
@@ -28,6 +29,7 @@ from .openai.errors import OpenAIError
 from .openai.models import Model, ModelList
 from .openai.moderations import ModerationCreateParams
 from .openai.responses import Response, ResponseCreateParams
+from .requestlog import JsonFormatter, RequestLine
 from .translate import legacy, responses
 from .translate.chat import completion, completion_chunks
 from .translate.model_map import ModelMap
@@ -53,17 +55,18 @@ class BridgedFlow:
     """A flow sent round through the backend: where the client really sent it, and what the run reported."""
 
     flow: http.HTTPFlow
+    model: str
     report: TurnReport
     origin: Origin
     body: bytearray = field(default_factory=bytearray)
 
     @classmethod
-    def divert(cls, flow: http.HTTPFlow, report: TurnReport, port: int, path: str) -> BridgedFlow:
+    def divert(cls, flow: http.HTTPFlow, model: str, report: TurnReport, port: int, path: str) -> BridgedFlow:
         """Point the request at the loopback backend; `restore` undoes it once the response starts."""
         request = flow.request
         origin = Origin(request.scheme, request.host, request.port, request.path, request.host_header)
         request.scheme, request.host, request.port, request.path = "http", "127.0.0.1", port, path
-        return cls(flow, report, origin)
+        return cls(flow, model, report, origin)
 
     def restore(self) -> None:
         """Show the flow under the URL the client asked for, not the backend's."""
@@ -154,6 +157,13 @@ class ClaudeBridge:
             False,
             "Log each bridged request's body (the prompts) for debugging. Keys are never logged.",
         )
+        loader.add_option(
+            "bridge_log_format",
+            str,
+            "text",
+            "The console log: text, or json (one JSON object per line; request lines carry their fields as keys).",
+            choices=("text", "json"),
+        )
         loader.add_option("claude_bin", str, "claude", "The Claude Code CLI to run.")
         loader.add_option(
             "claude_pool_size",
@@ -187,6 +197,8 @@ class ClaudeBridge:
         )
 
     def configure(self, updated: set[str]) -> None:
+        if "bridge_log_format" in updated:
+            _set_log_format(ctx.options.bridge_log_format)
         if "bridge_hosts" in updated:
             self._decrypt_only_bridged_hosts()
         if "bridge_model_map" in updated:
@@ -266,6 +278,8 @@ class ClaudeBridge:
         await self.backend.start()
         await self._probe_claude()
         self._running = True
+        for line in banner(ctx.options, self.settings.claude_bin, self.claude_version):
+            logger.info(line)
         if os.environ.get("ANTHROPIC_API_KEY") and not ctx.options.claude_allow_api_key:
             logger.info("ANTHROPIC_API_KEY is set but withheld from the CLI, which uses your subscription login.")
 
@@ -326,16 +340,11 @@ class ClaudeBridge:
 
     def response(self, flow: http.HTTPFlow) -> None:
         bridged = self._flows.pop(flow.id, None)
-        if bridged is None or flow.response is None:
+        if bridged is not None:
+            self._undivert(bridged)  # another addon may have answered it before the backend did
+        elif flow.request.host not in ctx.options.bridge_hosts:
             return
-        self._undivert(bridged)  # another addon may have answered it before the backend did
-        logger.info(
-            "%s %s -> %d %s",
-            flow.request.method,
-            flow.request.path,
-            flow.response.status_code,
-            bridged.report.summary(),
-        )
+        self._log_request(flow, bridged)
 
     def error(self, flow: http.HTTPFlow) -> None:
         bridged = self._flows.pop(flow.id, None)
@@ -345,6 +354,19 @@ class ClaudeBridge:
         if flow.response is not None:
             flow.response.content = bytes(bridged.body)  # what reached the client before the break
         flow.comment = bridged.report.summary()
+        self._log_request(flow, bridged)
+
+    def _log_request(self, flow: http.HTTPFlow, bridged: BridgedFlow | None) -> None:
+        pool = self.settings.pool
+        line = RequestLine.of(
+            flow,
+            bridged.model if bridged else None,
+            bridged.report if bridged else None,
+            self.limiter.running,
+            self.limiter.queued,
+            pool.warm if pool else 0,
+        )
+        logger.info(line.text(), extra={"request": line})
 
     def _undivert(self, bridged: BridgedFlow) -> None:
         """For a flow that ended before its response streamed: forget its job and show its real URL."""
@@ -467,7 +489,8 @@ class ClaudeBridge:
             if job.stream
             else backend.JsonJob(lambda: answer(report))
         )
-        self._flows[flow.id] = BridgedFlow.divert(flow, report, self.backend.port, self.backend.park(parked))
+        path = self.backend.park(parked)
+        self._flows[flow.id] = BridgedFlow.divert(flow, job.requested_model, report, self.backend.port, path)
 
     def _health(self) -> dict[str, Any]:
         return {
@@ -508,6 +531,15 @@ def _resolve_bin(claude_bin: str) -> str:
     """An absolute path: runs start in their own empty directory, where a relative path means nothing."""
     found = shutil.which(claude_bin)
     return os.path.abspath(found) if found else claude_bin
+
+
+def _set_log_format(name: str) -> None:
+    """Give mitmproxy's console log handler (mitmdump's) the chosen format; mitmweb keeps its own event log."""
+    termlog = ctx.master.addons.get("termlog")
+    if termlog is None:
+        return
+    handler = termlog.logger
+    handler.formatter = JsonFormatter() if name == "json" else log.MitmFormatter(handler.has_vt_codes)
 
 
 def _exposure_problem() -> str | None:

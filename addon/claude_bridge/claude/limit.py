@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
+
+logger = logging.getLogger(__name__)
 
 
 class RunsExhausted(Exception):
@@ -30,6 +33,8 @@ class RunLimiter:
         if self.running >= self.max_runs and self.queued >= self.max_queued:
             raise RunsExhausted(self.running, self.queued)
         async with self._free:
+            if self.running >= self.max_runs:
+                logger.info("queued: %d runs busy, %d waiting before this one", self.running, self.queued)
             self.queued += 1
             try:
                 await self._free.wait_for(lambda: self.running < self.max_runs)

@@ -1,0 +1,98 @@
+"""One log line per request on a bridged host, readable as text or, with bridge_log_format=json, as JSON lines."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from mitmproxy import http
+
+from .translate.turn import TurnReport, prompt_tokens
+
+
+@dataclass(frozen=True)
+class RequestLine:
+    method: str
+    path: str
+    status: int | None
+    model: str | None = None
+    claude_model: str | None = None
+    outcome: str | None = None
+    ttft_ms: int | None = None
+    duration_ms: int | None = None
+    tokens_in: int | None = None
+    tokens_cached: int | None = None
+    tokens_out: int | None = None
+    cost_usd: float | None = None
+    runs: int = 0
+    queued: int = 0
+    warm: int = 0
+
+    @classmethod
+    def of(
+        cls, flow: http.HTTPFlow, model: str | None, report: TurnReport | None, runs: int, queued: int, warm: int
+    ) -> RequestLine:
+        """The request's line; `report` is None for requests answered without a run (health, models, refusals)."""
+        request, response = flow.request, flow.response
+        status = response.status_code if response else None
+        counts = {"runs": runs, "queued": queued, "warm": warm}
+        path = request.path.split("?", 1)[0]
+        if report is None:
+            end = response.timestamp_end if response and response.timestamp_end else request.timestamp_start
+            duration = round(((end or request.timestamp_start) - request.timestamp_start) * 1000)
+            outcome = (flow.comment or "").removeprefix("claude-bridge: ") or None
+            return cls(request.method, path, status, model, outcome=outcome, duration_ms=duration, **counts)
+        finished = report.finished or report.started
+        return cls(
+            request.method,
+            path,
+            status,
+            model,
+            report.claude_model,
+            report.outcome,
+            ttft_ms=round((report.first_text - report.started) * 1000) if report.first_text else None,
+            duration_ms=round((finished - report.started) * 1000),
+            tokens_in=prompt_tokens(report.usage),
+            tokens_cached=report.usage.cache_read_input_tokens,
+            tokens_out=report.usage.output_tokens,
+            cost_usd=round(report.cost_usd, 6),
+            **counts,
+        )
+
+    def text(self) -> str:
+        parts = [f"{self.method} {self.path} -> {self.status if self.status is not None else 'no response'}"]
+        if self.model:
+            parts.append(f"{self.model} as {self.claude_model}" if self.claude_model else self.model)
+        details = []
+        if self.outcome:
+            details.append(self.outcome)
+        if self.ttft_ms is not None:
+            details.append(f"first token {self.ttft_ms} ms")
+        if self.duration_ms is not None:
+            details.append(f"{self.duration_ms} ms")
+        if self.tokens_in is not None:
+            details.append(f"tokens in {self.tokens_in} (cached {self.tokens_cached}) out {self.tokens_out}")
+        if self.cost_usd is not None:
+            details.append(f"${self.cost_usd:.4f}")
+        details.append(f"runs {self.runs}, queued {self.queued}, warm {self.warm}")
+        return " ".join(parts) + ": " + "; ".join(details)
+
+
+class JsonFormatter(logging.Formatter):
+    """Every log record as one JSON object; a request line's fields become top-level keys."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if isinstance(line := getattr(record, "request", None), RequestLine):
+            entry |= asdict(line)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)

@@ -1,0 +1,62 @@
+"""What the console says: the start-up banner, one line per request, and the same as JSON lines."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import openai
+import pytest
+
+
+def test_the_banner_says_where_to_point_an_app(bridge):
+    log = bridge.log.read_text()
+    assert "claude-bridge 0.1.0 ready, answering with Claude Code CLI 2.1.331" in log
+    assert f"export OPENAI_BASE_URL=http://127.0.0.1:{bridge.port}/v1" in log
+    assert "runs: 8 at once, 32 queued; warm pool off; access key off (loopback only)" in log
+
+
+def test_the_banner_of_a_proxy_names_the_ca(start_bridge, tmp_path):
+    bridge = start_bridge(mode="regular", confdir=tmp_path / "certs")
+    log = bridge.log.read_text()
+    assert f"export HTTPS_PROXY=http://127.0.0.1:{bridge.port}" in log
+    assert f"CA certificate apps must trust: {tmp_path / 'certs' / 'mitmproxy-ca-cert.pem'}" in log
+
+
+def request_lines(bridge) -> list[str]:
+    return [line for line in bridge.log.read_text().splitlines() if re.search(r"\] (GET|POST) /", line)]
+
+
+def test_each_request_gets_one_line_with_what_happened(start_bridge, fake):
+    bridge = start_bridge()
+    client = bridge.client()
+    client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    client.models.list()
+    with pytest.raises(openai.NotFoundError):
+        client.embeddings.create(model="text-embedding-3-small", input="x")
+    chat, models, refused = request_lines(bridge)[-3:]
+    assert re.search(
+        r"POST /v1/chat/completions -> 200 gpt-4o as claude-\S+: finished \(end_turn\); first token \d+ ms; \d+ ms; "
+        r"tokens in \d+ \(cached \d+\) out \d+; \$\d+\.\d{4}; runs \d+, queued \d+, warm \d+$",
+        chat,
+    ), chat
+    assert "GET /v1/models -> 200: " in models
+    assert "POST /v1/embeddings -> 404: refused with 404: Invalid URL" in refused
+
+
+def test_json_logs_are_one_object_per_line_with_the_request_fields(start_bridge, fake):
+    bridge = start_bridge("bridge_log_format=json")
+    bridge.client().chat.completions.create(model="sonnet", messages=[{"role": "user", "content": "hi"}])
+    entries = [json.loads(line) for line in bridge.log.read_text().splitlines() if line.startswith("{")]
+    (chat,) = [entry for entry in entries if entry.get("path") == "/v1/chat/completions"]
+    assert chat["method"] == "POST"
+    assert chat["status"] == 200
+    assert chat["model"] == "sonnet"
+    assert chat["claude_model"].startswith("claude-")
+    assert chat["outcome"] == "finished (end_turn)"
+    assert chat["tokens_out"] > 0
+    assert chat["ttft_ms"] <= chat["duration_ms"]
+    assert {"time", "level", "logger", "message", "cost_usd", "runs", "queued", "warm"} <= chat.keys()
+    assert any(entry["message"].startswith("claude-bridge 0.1.0 ready") for entry in entries)
+    # Everything mitmproxy and the bridge log is JSON; only the launcher's own notes, printed before, are not.
+    assert all(line.startswith("{") for line in bridge.log.read_text().splitlines())
