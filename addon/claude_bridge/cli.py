@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+import textwrap
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from mitmproxy import hooks, master, options
 from mitmproxy.proxy import mode_specs
@@ -26,14 +28,52 @@ CHECKOUT_CERTS = Path(__file__).resolve().parents[2] / "certs"
 DEFAULT_CONFDIR = CHECKOUT_CERTS if (CHECKOUT_CERTS / "README.md").exists() else Path("~/.mitmproxy").expanduser()
 
 
+class _OptionList:
+    """A stand-in for mitmproxy's loader that collects the bridge's options as `load` declares them, for --help."""
+
+    def __init__(self) -> None:
+        self.entries: list[str] = []
+
+    def add_option(
+        self, name: str, typespec: object, default: object, help: str, choices: Sequence[str] | None = None
+    ) -> None:
+        summary = f"{help} Choices: {', '.join(choices)}." if choices else help
+        indent = " " * 6
+        described = textwrap.fill(summary, 100, initial_indent=indent, subsequent_indent=indent)
+        self.entries.append(f"  {name} (default: {_shown(default)})\n{described}")
+
+
+def _shown(default: object) -> str:
+    if isinstance(default, list | tuple):
+        return ", ".join(default) or "none"
+    if isinstance(default, bool):
+        return str(default).lower()
+    return str(default) if default != "" else "none"
+
+
+def _paragraphs(*texts: str) -> str:
+    return "\n\n".join(textwrap.fill(text, 100) for text in texts)
+
+
 def parser() -> argparse.ArgumentParser:
+    options = _OptionList()
+    ClaudeBridge().load(options)
     p = argparse.ArgumentParser(
         prog="claude-bridge",
-        description="Answer OpenAI API calls with the Claude Code CLI. Reverse mode: point OPENAI_BASE_URL at "
-        "http://127.0.0.1:3456/v1. Interception: --mode regular and HTTPS_PROXY=http://127.0.0.1:8080.",
-        epilog="Also: `claude-bridge ca` (where the CA is, how to trust it), "
-        "`claude-bridge proxy-env` (HTTPS_PROXY/NO_PROXY lines for a shell), "
-        "`claude-bridge service install|uninstall|status` (keep it running: systemd user unit, LaunchAgent).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=_paragraphs(
+            "Answer OpenAI API calls with the Claude Code CLI. Reverse mode: point OPENAI_BASE_URL at "
+            "http://127.0.0.1:3456/v1. Interception: --mode regular and HTTPS_PROXY=http://127.0.0.1:8080."
+        ),
+        epilog=_paragraphs(
+            "Also: `claude-bridge ca` (where the CA is, how to trust it), `claude-bridge proxy-env` "
+            "(HTTPS_PROXY/NO_PROXY lines for a shell), `claude-bridge doctor` (check the set-up), "
+            "`claude-bridge service install|uninstall|status` (keep it running: systemd user unit, LaunchAgent).",
+            "Bridge options: give them with --set NAME=VALUE, or keep them in CONFDIR/config.yaml as NAME: VALUE "
+            "(lists as YAML lists); the command line wins over the file. Any mitmproxy option works the same way.",
+        )
+        + "\n\n"
+        + "\n".join(options.entries),
     )
     p.add_argument(
         "--mode",
@@ -102,18 +142,29 @@ def mitmproxy_args(args: argparse.Namespace, specs: Sequence[str]) -> list[str]:
     return argv
 
 
-def _with_bridge(master_cls: type[master.Master]) -> type[master.Master]:
+def _with_bridge(master_cls: type[master.Master], started: list[master.Master]) -> type[master.Master]:
     """The mitmproxy master with the bridge added as an addon object (no script path to find when installed)."""
 
     class BridgeMaster(master_cls):  # type: ignore[misc,valid-type]
         def __init__(self, opts: options.Options, *a: object, **kw: object) -> None:
             super().__init__(opts, *a, **kw)
+            started.append(self)
             bridge = ClaudeBridge()
             self.addons.add(bridge)
             # As mitmproxy's script loader does: an addon added in code sees every option once.
             self.addons.invoke_addon_sync(bridge, hooks.ConfigureHook(set(opts.keys())))
 
     return BridgeMaster
+
+
+def _command_line_wins(masters: list[master.Master]) -> Callable[[argparse.Namespace], dict[str, Any]]:
+    """mitmproxy reads CONFDIR/config.yaml after the --set options; setting them again lets the command line win."""
+
+    def reapply(args: argparse.Namespace) -> dict[str, Any]:
+        masters[0].options.set(*args.setoptions)
+        return {}
+
+    return reapply
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -146,11 +197,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     for note in interception.mode_notes(specs):
         print(f"claude-bridge: {note}", file=sys.stderr)
     mitmproxy_argv = mitmproxy_args(args, specs)
+    started: list[master.Master] = []
     if args.web:
         from mitmproxy.tools.web.master import WebMaster
 
-        mitmproxy_main.run(_with_bridge(WebMaster), cmdline.mitmweb, mitmproxy_argv)
+        web = _with_bridge(WebMaster, started)
+        mitmproxy_main.run(web, cmdline.mitmweb, mitmproxy_argv, _command_line_wins(started))
     else:
         from mitmproxy.tools.dump import DumpMaster
 
-        mitmproxy_main.run(_with_bridge(DumpMaster), cmdline.mitmdump, mitmproxy_argv)
+        dump = _with_bridge(DumpMaster, started)
+        mitmproxy_main.run(dump, cmdline.mitmdump, mitmproxy_argv, _command_line_wins(started))
