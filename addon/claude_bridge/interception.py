@@ -20,18 +20,22 @@ def bridged_host_patterns(hosts: Iterable[str]) -> list[str]:
     return [rf"^{re.escape(host)}:\d+$" for host in hosts]
 
 
+def helper(name: str) -> Path:
+    """A script from scripts/ (trust-ca, untrust-ca): its full path in a checkout, else as the README names it."""
+    return SCRIPTS / name if (SCRIPTS / name).exists() else Path("scripts") / name
+
+
 def ca_help(confdir: Path) -> str:
     cert, key = confdir / CA_CERT, confdir / CA_KEY
     state = "" if cert.exists() else "  (not generated yet: start `claude-bridge --mode regular` once)"
-    scripts = SCRIPTS if (SCRIPTS / "trust-ca").exists() else Path("scripts")
     return f"""\
 CA certificate: {cert}{state}
 CA private key: {key}  (mode 0600; never share or commit it)
 
 Trust it system-wide (Debian/Ubuntu, Fedora/RHEL, macOS; asks for sudo) and set the variables in this shell:
-  eval "$({scripts / "trust-ca"})"
+  eval "$({helper("trust-ca")})"
 (`--dry-run` only shows the commands and prints the variables), and undo with:
-  eval "$({scripts / "untrust-ca"})"
+  eval "$({helper("untrust-ca")})"
 
 Runtimes that ignore the system store need a variable in the app's environment:
   export NODE_EXTRA_CA_CERTS={cert}   # Node.js
