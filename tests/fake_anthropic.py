@@ -15,12 +15,14 @@ Which behaviour answers a request, first match wins:
        [[fake:hang]]
        [[fake:stall text=partial]]
        [[fake:stream_error text=partial]]          # ignored by non-streaming requests (the CLI's retry)
+       [[fake:reset]]                              # TCP reset before any answer
+       [[fake:reset text=partial]]                 # ... or after these deltas (a non-streaming request: at once)
        [[fake:thinking thinking=hmm text=done]]
 
 2. the next behaviour queued with ``fake.enqueue(...)``;
 3. ``fake.default`` (``Echo()``).
 
-A non-streaming request answers with the whole message (a stall still never answers).
+A non-streaming request answers with the whole message (a stall still never answers, a reset still resets).
 
 Standalone, in echo mode until Ctrl-C (for the benchmark)::
 
@@ -37,6 +39,7 @@ import re
 import select
 import shlex
 import socket
+import struct
 import threading
 import uuid
 from dataclasses import asdict, dataclass, field, replace
@@ -136,6 +139,18 @@ class StreamError:
 
 
 @dataclass(frozen=True)
+class Reset:
+    """Send these deltas (none: not even headers), then drop the connection with a TCP reset (RST).
+
+    An RST discards what the client has not read yet: to be sure the deltas got through first, a test gives
+    `release` and sets it once it has seen them.
+    """
+
+    chunks: tuple[str, ...] = ()
+    release: threading.Event | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
 class Thinking:
     """A thinking block (thinking deltas and a signature) followed by a text block."""
 
@@ -147,7 +162,8 @@ class Thinking:
 class ToolUse:
     """Call tools, in order: each (name, input) one tool_use block whose input JSON streams in fragments.
 
-    A name means the request's tool that is called so or ends with `__name` (the CLI prefixes served tools).
+    A name means the request's tool that is called so or ends with `__name` (the CLI prefixes served tools);
+    any other name is sent as it is, as a model asking for a tool it was not offered would.
     """
 
     calls: tuple[tuple[str, Json], ...]
@@ -155,7 +171,7 @@ class ToolUse:
     fragment_chars: int = 8
 
 
-Behaviour = Echo | Reply | Gate | ApiError | Hang | Stall | StreamError | Thinking | ToolUse
+Behaviour = Echo | Reply | Gate | ApiError | Hang | Stall | StreamError | Reset | Thinking | ToolUse
 
 
 @dataclass(frozen=True)
@@ -178,7 +194,7 @@ class _Block(NamedTuple):
 class _Turn:
     """A message to send, whatever the behaviour that asked for it.
 
-    An `ending` other than "finish" (stall, error) follows the deltas of the first block, leaving it open.
+    An `ending` other than "finish" (stall, error, reset) follows the deltas of the first block, leaving it open.
     """
 
     blocks: list[_Block]
@@ -186,7 +202,8 @@ class _Turn:
     stop_reason: str = "end_turn"
     delay: float = 0.0
     gate: Gate | None = None
-    ending: Literal["finish", "stall", "error"] = "finish"
+    release: threading.Event | None = None  # what a reset waits for
+    ending: Literal["finish", "stall", "error", "reset"] = "finish"
     error_type: str = ""
 
 
@@ -281,6 +298,8 @@ def parse_directive(text: str) -> Behaviour | None:
             made = Stall(chunks())
         case "stream_error":
             made = StreamError(chunks(), args.pop("type", "overloaded_error"))
+        case "reset":
+            made = Reset(chunks(default=""))
         case "thinking":
             made = Thinking(chunks("thinking", "Let me think."), chunks())
         case _:
@@ -308,6 +327,8 @@ def _turn(behaviour: Behaviour, body: Json) -> _Turn:
             turn = _Turn([_Block("text", list(chunks))], ending="stall")
         case StreamError(chunks, error_type):
             turn = _Turn([_Block("text", list(chunks))], ending="error", error_type=error_type)
+        case Reset(chunks, release):
+            turn = _Turn([_Block("text", list(chunks))], ending="reset", release=release)
         case Thinking(thinking_chunks, text_chunks):
             turn = _Turn([_Block("thinking", list(thinking_chunks)), _Block("text", list(text_chunks))])
         case ToolUse(calls, text, fragment_chars):
@@ -482,6 +503,8 @@ class _Handler(BaseHTTPRequestHandler):
                     self._send_error(chosen)
                 case Hang():
                     self._hold()
+                case Reset(chunks=()):
+                    self._reset()
                 case _ if body.get("stream") is True:
                     self._stream(_turn(chosen, body), body)
                 case _:
@@ -514,6 +537,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_message(self, turn: _Turn, body: Json) -> None:
         if turn.ending == "stall":
             self._hold()
+        if turn.ending == "reset":
+            self._reset()
         content = [_block(block, "".join(block.chunks)) for block in turn.blocks]
         self._send_json(200, _message(body, content, turn.stop_reason, asdict(turn.usage)))
 
@@ -547,6 +572,8 @@ class _Handler(BaseHTTPRequestHandler):
                     self._hold(turn.gate.release)
             if turn.ending == "stall":
                 self._hold()
+            if turn.ending == "reset":
+                self._reset(turn.release)
             if turn.ending == "error":
                 error = {"type": turn.error_type, "message": "fake stream error"}
                 self._event("error", {"error": error})
@@ -574,6 +601,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _end_chunks(self) -> None:
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
+
+    def _reset(self, release: threading.Event | None = None) -> None:
+        """Once `release` is set, close with SO_LINGER 0: the client gets an RST (ECONNRESET), not an orderly end."""
+        if release is not None:
+            self._hold(release)
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.connection.close()
+        raise _Gone
 
     # --- waiting ---
 

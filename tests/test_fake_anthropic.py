@@ -23,6 +23,7 @@ from fake_anthropic import (
     Gate,
     Hang,
     Reply,
+    Reset,
     Stall,
     StreamError,
     Thinking,
@@ -135,6 +136,35 @@ def test_stream_error_is_followed_by_a_non_streaming_retry(fake: FakeAnthropic, 
     assert result(lines)["result"] == "ECHO: hello"
 
 
+def test_reset_before_headers_is_a_dropped_connection_to_the_cli(fake: FakeAnthropic, tmp_path: Path) -> None:
+    fake.enqueue(Reset())
+
+    final = result(run_claude(fake, "hello", tmp_path, CLAUDE_CODE_MAX_RETRIES="0"))
+
+    assert final["is_error"] is True
+    assert "ECONNRESET" in final["result"]
+
+
+def test_reset_mid_stream_is_followed_by_a_non_streaming_retry(fake: FakeAnthropic, tmp_path: Path) -> None:
+    reset = Reset(("Hel", "lo"), threading.Event())
+    fake.enqueue(reset)
+    options = claude_options(fake, tmp_path, {"CLAUDE_CODE_MAX_RETRIES": "0"})
+    process = subprocess.Popen(ARGV, stdin=subprocess.PIPE, **options)
+    assert process.stdin is not None and process.stdout is not None
+    process.stdin.write(user_line("hello"))
+    process.stdin.close()
+
+    lines = []
+    for line in process.stdout:
+        lines.append(json.loads(line))
+        if deltas(lines) == ["Hel", "lo"]:
+            reset.release.set()
+    process.wait(timeout=10)
+
+    assert [request.body["stream"] for request in fake.requests] == [True, False]
+    assert result(lines)["result"] == "ECHO: hello"
+
+
 def test_thinking_block_then_text(fake: FakeAnthropic, tmp_path: Path) -> None:
     fake.default = Thinking(("Let me", " think."), ("Done",))
 
@@ -181,6 +211,8 @@ def test_directive_chooses_per_request(fake: FakeAnthropic, tmp_path: Path) -> N
         ("[[fake:echo delay=0.05]]", Echo(delay=0.05)),
         ("[[fake:stall text=ab]]", Stall(("ab",))),
         ("[[fake:stream_error]]", StreamError(("Hell", "o"))),
+        ("[[fake:reset]]", Reset()),
+        ("[[fake:reset text=partial]]", Reset(("part", "ial"))),
         ("[[fake:thinking thinking=hmm text=ok]]", Thinking(("hmm",), ("ok",))),
     ],
 )
