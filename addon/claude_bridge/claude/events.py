@@ -194,7 +194,7 @@ _LINE_MODELS: dict[tuple[str, str | None], type[_Line]] = {
 
 
 class MalformedLine(ValueError):
-    """The CLI printed something that is not one of its stream-json lines."""
+    """The CLI printed something that is not one of its stream-json lines; the message says what it printed."""
 
 
 def parse(line: bytes) -> Event | None:
@@ -202,9 +202,9 @@ def parse(line: bytes) -> Event | None:
     try:
         data = json.loads(line)
     except ValueError as e:
-        raise MalformedLine(f"not JSON: {line[:200]!r}") from e
+        raise MalformedLine(f"a line that is not JSON: {line[:200]!r}") from e
     if not isinstance(data, dict):
-        raise MalformedLine(f"not a JSON object: {line[:200]!r}")
+        raise MalformedLine(f"a line that is not a JSON object: {line[:200]!r}")
     kind = str(data.get("type"))
     if kind == "stream_event":
         return _stream_event(data)
@@ -214,7 +214,7 @@ def parse(line: bytes) -> Event | None:
     try:
         return model.model_validate(data)  # type: ignore[return-value]  # the table holds only Event types
     except ValidationError as e:
-        raise MalformedLine(f"unexpected {kind} line: {e}") from e
+        raise MalformedLine(f"an unexpected {kind} line: {e}") from e
 
 
 def _stream_event(data: dict[str, Any]) -> Event | None:

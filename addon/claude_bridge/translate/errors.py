@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 
 from ..claude.events import Result
@@ -73,6 +74,38 @@ def timeout(what: str, seconds: float, option: str) -> OpenAIError:
 
 def cli_failed(detail: str) -> OpenAIError:
     return OpenAIError(502, f"The Claude CLI failed: {detail}", "server_error", code="claude_cli_error")
+
+
+def cli_unreadable(claude_bin: str, printed: str) -> OpenAIError:
+    return OpenAIError(
+        502,
+        f"The Claude CLI at {claude_bin!r} printed {printed}; check that it is Claude Code, at a version "
+        "claude-bridge supports.",
+        "server_error",
+        code="claude_cli_error",
+    )
+
+
+def cli_exited(returncode: int | None, stderr: str) -> OpenAIError:
+    """The CLI ended without its result: how, in words (a negative code is the signal that killed it), and stderr."""
+    said = f": {stderr}" if stderr else ", with nothing on stderr"
+    if returncode is None or returncode >= 0:
+        message = f"The Claude CLI exited with code {returncode} before it finished{said}."
+    else:
+        name = _signal_name(-returncode)
+        oom = " (SIGKILL is what the system sends when memory runs out)" if name == "SIGKILL" else ""
+        message = (
+            f"The Claude CLI was killed by signal {name} before it finished{said}. "
+            f"Something outside claude-bridge stopped it{oom}; send the request again."
+        )
+    return OpenAIError(502, message, "server_error", code="claude_cli_error")
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)
 
 
 def _looks_unauthenticated(message: str) -> bool:

@@ -118,7 +118,9 @@ async def turn(
         report.finished = time.monotonic()
 
 
-def _cli_error(error: Exception, settings: ClaudeSettings) -> OpenAIError:
+def _cli_error(
+    error: ClaudeNotFound | IdleTimeout | TotalTimeout | ClaudeExited | events.MalformedLine, settings: ClaudeSettings
+) -> OpenAIError:
     match error:
         case ClaudeNotFound():
             return errors.cli_missing(settings.claude_bin)
@@ -126,8 +128,10 @@ def _cli_error(error: Exception, settings: ClaudeSettings) -> OpenAIError:
             return errors.timeout("printed nothing", settings.idle_timeout, "claude_idle_timeout")
         case TotalTimeout():
             return errors.timeout("ran", settings.total_timeout, "claude_total_timeout")
-        case _:
-            return errors.cli_failed(str(error))
+        case ClaudeExited(returncode=returncode, stderr=stderr):
+            return errors.cli_exited(returncode, stderr)
+        case events.MalformedLine():
+            return errors.cli_unreadable(settings.claude_bin, str(error))
 
 
 def _failed(report: TurnReport, error: OpenAIError) -> OpenAIError:
