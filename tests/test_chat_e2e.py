@@ -13,10 +13,8 @@ from conftest import alive
 from fake_anthropic import (
     ApiError,
     Gate,
-    Hang,
     Reply,
     Stall,
-    StreamError,
     Thinking,
     Usage,
     conversation,
@@ -215,49 +213,6 @@ def test_model_map_option_adds_names_and_a_catch_all(start_bridge, fake):
     ]
 
 
-@pytest.mark.parametrize(
-    ("error", "exception", "status", "code"),
-    [
-        (
-            ApiError(401, "authentication_error", "invalid x-api-key"),
-            openai.AuthenticationError,
-            401,
-            "claude_not_logged_in",
-        ),
-        (ApiError(403, "permission_error", "forbidden"), openai.PermissionDeniedError, 403, "claude_request_rejected"),
-        (ApiError(429, "rate_limit_error", "slow down"), openai.RateLimitError, 429, "rate_limit_exceeded"),
-        (ApiError(529, "overloaded_error", "Overloaded"), openai.InternalServerError, 503, "claude_overloaded"),
-        (ApiError(500, "api_error", "boom"), openai.InternalServerError, 502, "claude_api_error"),
-        (
-            ApiError(400, "invalid_request_error", "prompt is too long: 300000 tokens > 200000 maximum"),
-            openai.BadRequestError,
-            400,
-            "context_length_exceeded",
-        ),
-        (
-            ApiError(
-                400, "invalid_request_error", "Third-party apps now draw from your extra usage, not your plan limits."
-            ),
-            openai.BadRequestError,
-            400,
-            "claude_request_rejected",
-        ),
-    ],
-)
-def test_api_errors_map_to_openai_statuses(bridge, fake, error, exception, status, code):
-    fake.server.default = error
-    with pytest.raises(exception) as caught:
-        bridge.client().chat.completions.create(model="sonnet", messages=USER_HI, stream=True)
-    assert caught.value.status_code == status
-    assert caught.value.code == code
-    if status == 401:
-        assert "claude login" in caught.value.message
-    if status == 429:
-        assert int(caught.value.response.headers["retry-after"]) > 0
-    if "extra usage" in error.message:
-        assert "Third-party apps now draw from your extra usage" in caught.value.message
-
-
 def test_cli_retries_are_bounded_and_recover(start_bridge, fake):
     bridge = start_bridge("claude_max_retries=1")
     fake.enqueue(ApiError(529, "overloaded_error", "Overloaded"), Reply(("recovered",)))
@@ -266,40 +221,9 @@ def test_cli_retries_are_bounded_and_recover(start_bridge, fake):
     assert len(fake.requests) == 2
 
 
-def test_error_after_text_is_an_in_stream_error_without_duplicated_text(bridge, fake):
-    fake.enqueue(StreamError(("partial ", "answer")), Reply(("partial answer, retried",)))
-    stream = bridge.client().chat.completions.create(model="sonnet", messages=USER_HI, stream=True)
-    received = []
-    with pytest.raises(openai.APIError) as caught:
-        for chunk in stream:
-            received += [chunk.choices[0].delta.content] if chunk.choices and chunk.choices[0].delta.content else []
-    assert "".join(received) == "partial answer"
-    assert "broke off" in caught.value.message
-
-
-def test_idle_watchdog_ends_a_stalled_stream(impatient_bridge, fake):
-    bridge = impatient_bridge
-    fake.enqueue(Stall(("stalled ",)))
-    stream = bridge.client().chat.completions.create(model="sonnet", messages=USER_HI, stream=True)
-    with pytest.raises(openai.APIError) as caught:
-        list(stream)
-    assert "printed nothing for 1 s" in caught.value.message
-    wait_for_no_children(bridge)
-
-
 @pytest.fixture(scope="module")
 def impatient_bridge(start_bridge):
     return start_bridge("claude_idle_timeout=1", "claude_total_timeout=2")
-
-
-@pytest.mark.parametrize("silence", [Hang(), Stall(())], ids=["hang-before-headers", "stall-before-text"])
-def test_idle_watchdog_gives_504_before_any_text(impatient_bridge, fake, silence):
-    bridge = impatient_bridge
-    fake.enqueue(silence)
-    with pytest.raises(openai.APIStatusError) as caught:
-        bridge.client().chat.completions.create(model="sonnet", messages=USER_HI)
-    assert caught.value.status_code == 504
-    wait_for_no_children(bridge)
 
 
 def test_total_timeout_ends_a_slow_but_steady_stream(impatient_bridge, fake):
@@ -321,14 +245,6 @@ def test_client_disconnect_mid_stream_leaves_no_claude_process(bridge, fake):
     assert bridge.claude_children(), "the run is in progress"
     stream.close()
     wait_for_no_children(bridge)
-
-
-def test_missing_cli_is_503_saying_how_to_install(start_bridge, fake, tmp_path):
-    bridge = start_bridge(claude=str(tmp_path / "no-such-claude"))
-    with pytest.raises(openai.InternalServerError) as caught:
-        bridge.client().chat.completions.create(model="sonnet", messages=USER_HI)
-    assert caught.value.status_code == 503
-    assert "npm install -g @anthropic-ai/claude-code" in caught.value.message
 
 
 def test_not_logged_in_is_401_saying_claude_login(start_bridge, fake):

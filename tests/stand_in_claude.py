@@ -1,0 +1,47 @@
+"""A stand-in for the Claude CLI that breaks in ways the real one cannot be made to: a fault injector for tests.
+
+Run as the bridge's `--claude-bin` (tests copy it to a file named `claude` with this interpreter in a `#!` line,
+so the process is known by that name). It answers `--version` as the real CLI does, since the bridge asks at start;
+otherwise it reads the stream-json user line the bridge writes and does what the prompt's text names:
+
+    garbage    long non-JSON lines on stdout, then exit 1
+    truncated  a valid `system/init` line, then half of a JSON line, then exit 1
+    early_exit a valid `system/init` line, a complaint on stderr, then exit 3 without a `result` line
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+VERSION = "2.1.331 (Claude Code stand-in)"
+GARBAGE = "Segmentation fault in the stand-in: " + "#" * 10_000
+COMPLAINT = "stand-in: the configuration is broken"
+INIT = {"type": "system", "subtype": "init", "model": "claude-stand-in", "session_id": "stand-in", "mcp_servers": []}
+
+
+def main() -> int:
+    if "--version" in sys.argv:
+        print(VERSION)
+        return 0
+    message = json.loads(sys.stdin.readline())["message"]
+    mode = "".join(block.get("text", "") for block in message["content"])
+    match mode:
+        case "garbage":
+            print(GARBAGE, flush=True)
+            print("and more of it", flush=True)
+            return 1
+        case "truncated":
+            print(json.dumps(INIT), flush=True)
+            print('{"type": "stream_event", "event": {"type": "content_block_del', end="", flush=True)
+            return 1
+        case "early_exit":
+            print(json.dumps(INIT), flush=True)
+            print(COMPLAINT, file=sys.stderr, flush=True)
+            return 3
+    print(f"stand-in: unknown mode {mode!r}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""Faults of the Anthropic API (played by the fake) and of the CLI itself, through the official openai SDK.
+
+For each one the client gets the right status, or an in-stream error once text has gone out (and never that text
+twice), within the configured time; the bridge's log names the cause; no `claude` process or run directory is left.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import openai
+import pytest
+from stand_in_claude import COMPLAINT, GARBAGE
+from test_chat_e2e import wait_for_no_children
+
+from fake_anthropic import ApiError, Behaviour, Gate, Hang, Reset, Stall, StreamError
+
+IDLE_TIMEOUT = 3
+MARGIN = 15
+"""Seconds allowed on top of what the fault itself takes: a correctness deadline on a shared machine, no speed test."""
+
+EXTRA_USAGE = (
+    "Third-party apps now draw from your extra usage, not your plan limits. "
+    "Turn on extra usage at claude.ai/settings/usage to keep going."
+)
+
+
+@pytest.fixture(scope="module")
+def faulty_bridge(start_bridge):
+    """The real CLI, which gives up on the API at once and is stopped after IDLE_TIMEOUT s of silence."""
+    return start_bridge(f"claude_idle_timeout={IDLE_TIMEOUT}", "claude_max_retries=0")
+
+
+@pytest.fixture(scope="module")
+def stand_in_bridge(start_bridge, tmp_path_factory):
+    """A bridge whose CLI is tests/stand_in_claude.py, in a file named `claude` like the real one."""
+    claude = tmp_path_factory.mktemp("stand-in") / "claude"
+    claude.write_text(f"#!{sys.executable}\n" + (Path(__file__).parent / "stand_in_claude.py").read_text())
+    claude.chmod(0o755)
+    return start_bridge(f"claude_idle_timeout={IDLE_TIMEOUT}", claude=str(claude))
+
+
+@pytest.fixture(scope="module")
+def missing_cli_bridge(start_bridge, tmp_path_factory):
+    return start_bridge(claude=str(tmp_path_factory.mktemp("nowhere") / "claude"))
+
+
+def kill_claude(bridge, _behaviour: Behaviour) -> None:
+    (pid,) = bridge.claude_children()
+    os.kill(pid, signal.SIGKILL)
+
+
+def release(_bridge, behaviour: Behaviour) -> None:
+    assert isinstance(behaviour, Reset) and behaviour.release is not None
+    behaviour.release.set()
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One way for a request to fail, and what the client and the log must show for it."""
+
+    name: str
+    status: int  # the HTTP status; once text has gone out, the same error comes in the stream
+    code: str
+    message: str  # part of the client's error message
+    behaviour: Callable[[], Behaviour | None] = lambda: None  # the fake API's answer (None: its default echo)
+    bridge: str = "faulty_bridge"
+    prompt: str = "hi"
+    logged: str = ""  # part of the bridge's log line, when not the message
+    text: str = ""  # what a streaming client gets before the error
+    waits: bool = False  # the idle watchdog has to fire first
+    interrupt: Callable[..., None] | None = None  # once the client has text (not streaming: once the API sent some)
+    streaming: tuple[bool, ...] = (False, True)
+    retry_after: bool = False
+
+
+FAULTS = [
+    Fault("api-401", 401, "claude_not_logged_in", "claude login",
+          lambda: ApiError(401, "authentication_error", "invalid x-api-key"), logged="Not logged in"),
+    Fault("api-403", 403, "claude_request_rejected", "API Error: 403 this organization has been disabled",
+          lambda: ApiError(403, "permission_error", "this organization has been disabled")),
+    Fault("api-429", 429, "rate_limit_exceeded", "slow down",
+          lambda: ApiError(429, "rate_limit_error", "slow down"), retry_after=True),
+    Fault("api-500", 502, "claude_api_error", "API Error: 500 fake internal failure",
+          lambda: ApiError(500, "api_error", "fake internal failure")),
+    Fault("api-529", 503, "claude_overloaded", "API Error: 529 Overloaded",
+          lambda: ApiError(529, "overloaded_error", "Overloaded")),
+    Fault("prompt-too-long", 400, "context_length_exceeded", "Prompt is too long",
+          lambda: ApiError(400, "invalid_request_error", "prompt is too long: 300000 tokens > 200000 maximum")),
+    Fault("extra-usage-400", 400, "claude_request_rejected", EXTRA_USAGE,
+          lambda: ApiError(400, "invalid_request_error", EXTRA_USAGE)),
+    Fault("hang-before-headers", 504, "claude_timeout", f"printed nothing for {IDLE_TIMEOUT} s", Hang, waits=True),
+    Fault("stall-before-text", 504, "claude_timeout", f"printed nothing for {IDLE_TIMEOUT} s",
+          lambda: Stall(()), waits=True),
+    Fault("stall-mid-stream", 504, "claude_timeout", f"printed nothing for {IDLE_TIMEOUT} s",
+          lambda: Stall(("stalled ",)), text="stalled ", waits=True),
+    Fault("sse-error-mid-stream", 502, "claude_stream_interrupted", "broke off",
+          lambda: StreamError(("partial ", "answer")), text="partial answer"),
+    Fault("reset-before-headers", 502, "claude_cli_error", "ECONNRESET", Reset),
+    # An RST drops what the CLI has not read: the reset waits until the client has the text (so: streaming only).
+    Fault("reset-mid-stream", 502, "claude_stream_interrupted", "broke off",
+          lambda: Reset(("partial answer",), threading.Event()), text="partial answer", interrupt=release,
+          streaming=(True,)),
+    Fault("cli-killed", 502, "claude_cli_error", "killed by signal SIGKILL",
+          Gate, text="first", interrupt=kill_claude),
+    Fault("cli-missing", 503, "claude_cli_missing", "npm install -g @anthropic-ai/claude-code",
+          bridge="missing_cli_bridge", logged="was not found at"),
+    Fault("cli-garbage", 502, "claude_cli_error", GARBAGE[:100], bridge="stand_in_bridge", prompt="garbage"),
+    Fault("cli-truncated-json", 502, "claude_cli_error", '{"type": "stream_event", "event"',
+          bridge="stand_in_bridge", prompt="truncated"),
+    Fault("cli-exits-early", 502, "claude_cli_error", f"exited with code 3 before it finished: {COMPLAINT}",
+          bridge="stand_in_bridge", prompt="early_exit"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("fault", "stream"),
+    [
+        pytest.param(fault, stream, id=f"{fault.name}-{'stream' if stream else 'json'}")
+        for fault in FAULTS
+        for stream in fault.streaming
+    ],
+)
+def test_fault_reaches_the_client_and_the_log_and_leaves_nothing(request, fake, fault, stream):
+    bridge = request.getfixturevalue(fault.bridge)
+    behaviour = fault.behaviour()
+    if behaviour is not None:
+        fake.server.default = behaviour  # for every request: the CLI retries a 401 once even with retries off
+    first_text = threading.Event()
+    if fault.interrupt:
+        trigger = first_text if stream else behaviour.reached  # no text reaches a non-streaming client
+        threading.Thread(target=lambda: trigger.wait(MARGIN) and fault.interrupt(bridge, behaviour)).start()
+    log_start = bridge.log.stat().st_size
+    started = time.monotonic()
+
+    error, received = ask(bridge, fault.prompt, stream, first_text)
+
+    took = time.monotonic() - started
+    assert took < MARGIN + (IDLE_TIMEOUT if fault.waits else 0), f"the error came after {took:.1f} s"
+    assert error.code == fault.code, error.message
+    assert fault.message in error.message
+    if stream and fault.text:
+        assert not isinstance(error, openai.APIStatusError), "after text, the error comes in the stream"
+        assert received == fault.text, "the text that went out, once"
+    else:
+        assert isinstance(error, openai.APIStatusError) and error.status_code == fault.status
+        assert received == ""
+    if fault.retry_after:
+        assert int(error.response.headers["retry-after"]) > 0
+    log = bridge.log.read_bytes()[log_start:].decode(errors="replace")
+    failures = re.findall(rf"Claude run failed with {fault.status}: (.*)", log)
+    assert any((fault.logged or fault.message) in line for line in failures), log
+    assert all(len(line) < 1000 for line in failures), "the log quotes a bounded part of what the CLI said"
+    wait_for_no_children(bridge)
+
+
+def ask(bridge, prompt: str, stream: bool, first_text: threading.Event) -> tuple[openai.APIError, str]:
+    """The error a chat completion ends with, and the text a stream brought before it (`first_text` set on its way)."""
+    client = bridge.client(timeout=IDLE_TIMEOUT + MARGIN)
+    messages = [{"role": "user", "content": prompt}]
+    received = ""
+    with pytest.raises(openai.APIError) as caught:
+        if not stream:
+            client.chat.completions.create(model="sonnet", messages=messages)
+        for chunk in client.chat.completions.create(model="sonnet", messages=messages, stream=True):
+            if chunk.choices and chunk.choices[0].delta.content:
+                received += chunk.choices[0].delta.content
+                first_text.set()
+    return caught.value, received
