@@ -231,6 +231,10 @@ class _Reader:
         if self._calls and result.stop_reason == "tool_use":
             # The calls are the answer; the CLI reports them as denied (it runs none) and stops, as asked.
             yield self._end("tool_use")
+        elif result.stop_reason == "tool_use" and result.subtype == "error_max_turns" and not self._structured:
+            # The model asked only for tools it was never given (Bash, say): the CLI refused them, having none,
+            # and stopped at its one turn. What the model said is the answer.
+            yield self._end("end_turn")
         elif result.is_error:
             raise errors.from_result(result, rate_limit_resets_at=self._resets_at)
         elif self._structured:
