@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
 import signal
 import threading
 import time
 import urllib.request
+import weakref
 
 import openai
 import pytest
 
+from claude_bridge.claude.invocation import ClaudeInvocation, ClaudeSettings
+from claude_bridge.claude.pool import ClaudePool
 from conftest import alive
 from fake_anthropic import Gate, Reply, Stall, system_text
 
@@ -130,3 +135,22 @@ def test_a_queued_request_whose_client_leaves_frees_its_place(start_bridge, fake
     wait_for(lambda: health(bridge)["runs_queued"] == 0)
     stream.close()
     wait_for(lambda: health(bridge)["runs_in_flight"] == 0)
+
+
+async def test_a_taken_warm_cli_is_not_kept_alive_by_its_idle_timer(claude_bin):
+    """Each served warm CLI used to stay referenced by its expiry timer for claude_pool_idle seconds (a leak)."""
+    settings = ClaudeSettings(claude_bin=claude_bin)
+    pool = ClaudePool(settings, size=1, shapes=1, idle_expiry=600)
+    invocation = ClaudeInvocation(model="sonnet", prompt=[])
+    assert pool.take(invocation) is None  # the shape is seen: keep it warm from now on
+    pool.refill(invocation)
+    while not pool.warm:
+        await asyncio.sleep(0.05)
+    claude = pool.take(invocation)
+    assert claude is not None
+    await claude.discard(0)
+    served = weakref.ref(claude)
+    del claude
+    gc.collect()
+    assert served() is None
+    await pool.close()

@@ -22,6 +22,14 @@ logger = logging.getLogger(__name__)
 Shape = tuple[Any, ...]
 
 
+@dataclasses.dataclass
+class _Warm:
+    """A warm process and the timer that stops it if no request comes (cancelled when one does)."""
+
+    claude: StartedClaude
+    expiry: asyncio.TimerHandle
+
+
 def shape(invocation: ClaudeInvocation) -> Shape | None:
     """What a warm process must have been started with to serve `invocation`; None if it takes a fresh one."""
     if invocation.history or invocation.replay or invocation.tools or invocation.json_schema is not None:
@@ -42,7 +50,7 @@ class ClaudePool:
         self.shapes = shapes  # shapes kept warm, the most recently used first
         self.idle_expiry = idle_expiry
         self._templates: collections.OrderedDict[Shape, ClaudeInvocation] = collections.OrderedDict()
-        self._idle: dict[Shape, list[tuple[StartedClaude, float]]] = {}
+        self._idle: dict[Shape, list[_Warm]] = {}
         self._starting: dict[Shape, int] = collections.Counter()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -64,11 +72,12 @@ class ClaudePool:
         taken = None
         idle = self._idle.setdefault(key, [])
         while idle and taken is None:
-            claude, _ = idle.pop(0)  # the longest-waiting: the most surely done with its start-up
-            if claude.process.returncode is None:
-                taken = claude
+            warm = idle.pop(0)  # the longest-waiting: the most surely done with its start-up
+            warm.expiry.cancel()
+            if warm.claude.process.returncode is None:
+                taken = warm.claude
             else:
-                self._spawn_task(claude.discard(0))
+                self._spawn_task(warm.claude.discard(0))
         return taken
 
     def refill(self, invocation: ClaudeInvocation) -> None:
@@ -83,9 +92,11 @@ class ClaudePool:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        idle = [claude for entries in self._idle.values() for claude, _ in entries]
+        idle = [warm for entries in self._idle.values() for warm in entries]
         self._idle.clear()
-        await asyncio.gather(*(claude.discard(0) for claude in idle), return_exceptions=True)
+        for warm in idle:
+            warm.expiry.cancel()
+        await asyncio.gather(*(warm.claude.discard(0) for warm in idle), return_exceptions=True)
 
     async def _refill(self, key: Shape) -> None:
         """Spawn up to `size` warm processes for `key`, off the request's path."""
@@ -104,19 +115,19 @@ class ClaudePool:
             if self._closed or key not in self._templates:
                 await claude.discard(0)
                 return
-            self._idle.setdefault(key, []).append((claude, asyncio.get_running_loop().time()))
-            self._spawn_task(self._expire(key, claude))
+            expiry = asyncio.get_running_loop().call_later(self.idle_expiry, self._expire, key, claude)
+            self._idle.setdefault(key, []).append(_Warm(claude, expiry))
 
-    async def _expire(self, key: Shape, claude: StartedClaude) -> None:
-        await asyncio.sleep(self.idle_expiry)
+    def _expire(self, key: Shape, claude: StartedClaude) -> None:
         idle = self._idle.get(key, [])
-        for entry in [entry for entry in idle if entry[0] is claude]:
-            idle.remove(entry)
-            await claude.discard(0)
+        for warm in [warm for warm in idle if warm.claude is claude]:
+            idle.remove(warm)
+            self._spawn_task(claude.discard(0))
 
     def _retire(self, key: Shape) -> None:
-        for claude, _ in self._idle.pop(key, []):
-            self._spawn_task(claude.discard(0))
+        for warm in self._idle.pop(key, []):
+            warm.expiry.cancel()
+            self._spawn_task(warm.claude.discard(0))
 
     def _spawn_task(self, work: Any) -> None:
         task = asyncio.get_running_loop().create_task(work)
