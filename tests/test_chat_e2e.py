@@ -251,7 +251,7 @@ def test_not_logged_in_is_401_saying_claude_login(start_bridge, fake):
     bridge = start_bridge(env={"CLAUDE_CODE_OAUTH_TOKEN": ""})
     with pytest.raises(openai.AuthenticationError) as caught:
         bridge.client().chat.completions.create(model="sonnet", messages=USER_HI)
-    assert "Not logged in" in caught.value.message and "claude login" in caught.value.message
+    assert "Not logged in" in caught.value.message and "claude auth login" in caught.value.message
     assert fake.requests == []
 
 

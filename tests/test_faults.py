@@ -83,7 +83,7 @@ class Fault:
 
 
 FAULTS = [
-    Fault("api-401", 401, "claude_not_logged_in", "claude login",
+    Fault("api-401", 401, "claude_not_logged_in", "claude auth login",
           lambda: ApiError(401, "authentication_error", "invalid x-api-key"), logged="Not logged in"),
     Fault("api-403", 403, "claude_request_rejected", "API Error: 403 this organization has been disabled",
           lambda: ApiError(403, "permission_error", "this organization has been disabled")),

@@ -42,7 +42,7 @@ def test_unauthenticated_cli_is_401_telling_how_to_log_in(result: Result) -> Non
     assert_error(error, 401, "claude_not_logged_in")
     assert error.error.type == "authentication_error"
     assert error.error.message.startswith(result.result or "")
-    assert "claude login" in error.error.message
+    assert "claude auth login" in error.error.message
 
 
 def test_rate_limit_without_reset_time_retries_after_the_default() -> None:

@@ -251,7 +251,7 @@ def install(m: Manager, flags: Sequence[str], start: bool) -> int:
     if present := [name for name in LOGIN_VARIABLES if os.environ.get(name)]:
         print(
             f"Note: {', '.join(present)} is set here but not written into the unit; the service uses the CLI's "
-            "own login (`claude login` as this user)."
+            "own login (`claude auth login` as this user)."
         )
     if not start:
         print(f"Not loaded (--no-start). To start it now and at every login:\n  {m.load_commands}")

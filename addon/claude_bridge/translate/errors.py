@@ -45,7 +45,7 @@ def from_result(result: Result, *, rate_limit_resets_at: int | None = None) -> O
 def not_logged_in(message: str) -> OpenAIError:
     return OpenAIError(
         401,
-        f"{message} — the Claude CLI is not logged in to a subscription: run `claude login` (or set "
+        f"{message} — the Claude CLI is not logged in to a subscription: run `claude auth login` (or set "
         "CLAUDE_CODE_OAUTH_TOKEN from `claude setup-token`) on the machine running claude-bridge.",
         "authentication_error",
         code="claude_not_logged_in",
@@ -56,7 +56,7 @@ def cli_missing(claude_bin: str) -> OpenAIError:
     return OpenAIError(
         503,
         f"The Claude Code CLI was not found at {claude_bin!r}. Install it with "
-        "`npm install -g @anthropic-ai/claude-code` and run `claude login`, or start claude-bridge with "
+        "`npm install -g @anthropic-ai/claude-code` and run `claude auth login`, or start claude-bridge with "
         "`--claude-bin /path/to/claude`.",
         "server_error",
         code="claude_cli_missing",
