@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
-from test_chat_e2e import wait_for_no_children
 from test_tools_e2e import ASK, WEATHER
 
 from fake_anthropic import Recorded, ToolUse, conversation
@@ -80,7 +79,7 @@ def assert_nothing_ran(bridge, fake, home: Home) -> None:
     assert home.secret not in json.dumps([request.body for request in fake.requests])
     results = [block for request in fake.requests for block in blocks(request, "tool_result")]
     assert all(result["is_error"] for result in results), results
-    wait_for_no_children(bridge)
+    bridge.wait_idle()
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
