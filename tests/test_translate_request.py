@@ -72,6 +72,8 @@ def test_missing_or_mistyped_field_is_named_in_param(data: dict[str, Any], param
         ({"max_tokens": 0}, "max_tokens"),
         ({"max_tokens": "many"}, "max_tokens"),
         ({"max_completion_tokens": -1}, "max_completion_tokens"),
+        ({"max_tokens": 2**31}, "max_tokens"),
+        ({"max_completion_tokens": 10**30}, "max_completion_tokens"),
         ({"n": 0}, "n"),
         ({"stop": 5}, "stop"),
         ({"stream_options": {"include_usage": "perhaps"}}, "stream_options.include_usage"),
@@ -93,6 +95,16 @@ def test_invalid_option_is_named_in_param(fields: dict[str, Any], param: str) ->
 def test_bad_content_part_is_named_down_to_its_field(part: Any, param: str) -> None:
     messages = [{"role": "system", "content": "s"}, {"role": "user", "content": [*text("ok"), part]}]
     assert bad_request(lambda: parse_chat_request(body(messages=messages))).error.param == param
+
+
+@pytest.mark.parametrize(
+    "model", ["gpt-4o\r\nX-Injected: 1", "claude-sonnet-4-5\0", "claude-sonnet-4-5 --help", "\u200bgpt-4o", "gpt-4o\t"]
+)
+def test_model_name_with_whitespace_or_control_characters_is_a_400(model: str) -> None:
+    """`claude-*` names go to the CLI's argv unchanged (a NUL made the spawn fail with a 500)."""
+    error = bad_request(lambda: parse_chat_request(body(model=model)))
+    assert error.error.param == "model"
+    assert "whitespace or control characters" in error.error.message
 
 
 @pytest.mark.parametrize("role", ["robot", "critic", ""])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -15,6 +16,7 @@ from pydantic import (
     Tag,
     model_serializer,
 )
+from pydantic_core import PydanticCustomError
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "function_call"]
 
@@ -23,6 +25,19 @@ class RequestModel(BaseModel):
     """Request objects ignore fields the bridge does not use: apps send many, and refusing them breaks apps."""
 
     model_config = ConfigDict(extra="ignore")
+
+
+def _model_name(name: str) -> str:
+    """A name that may reach the CLI's argv (`claude-*` passes through) and is echoed back: one printable word."""
+    if not name.isprintable() or " " in name:
+        raise PydanticCustomError("model_name", "model names cannot contain whitespace or control characters")
+    return name
+
+
+ModelName = Annotated[str, Field(min_length=1), AfterValidator(_model_name)]
+
+# OpenAI's own bound for token counts: a larger one is a client's bug, refused as OpenAI refuses it.
+MaxTokens = Annotated[StrictInt, Field(ge=1, le=2**31 - 1)]
 
 
 class ChatCompletionContentPartText(RequestModel):
@@ -183,12 +198,12 @@ class ChatCompletionStreamOptionsParam(RequestModel):
 
 
 class ChatCompletionCreateParams(RequestModel):
-    model: str = Field(min_length=1)
+    model: ModelName
     messages: list[ChatCompletionMessageParam] = Field(min_length=1)
     stream: StrictBool | None = False
     stream_options: ChatCompletionStreamOptionsParam | None = None
-    max_tokens: StrictInt | None = Field(default=None, ge=1)
-    max_completion_tokens: StrictInt | None = Field(default=None, ge=1)
+    max_tokens: MaxTokens | None = None
+    max_completion_tokens: MaxTokens | None = None
     stop: str | list[str] | None = None
     n: StrictInt | None = Field(default=None, ge=1)
     tools: list[ChatCompletionToolParam] | None = None

@@ -6,13 +6,13 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, StrictBool, StrictInt
 
-from .chat import CompletionUsage, RequestModel, StreamedChoice
+from .chat import CompletionUsage, MaxTokens, ModelName, RequestModel, StreamedChoice
 
 
 class CompletionCreateParams(RequestModel):
-    model: str = Field(min_length=1)
+    model: ModelName
     prompt: str | list[str]
-    max_tokens: StrictInt | None = Field(default=None, ge=1)
+    max_tokens: MaxTokens | None = None
     stream: StrictBool | None = False
     stop: str | list[str] | None = None
     n: StrictInt | None = Field(default=None, ge=1)

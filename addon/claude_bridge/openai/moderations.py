@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .chat import RequestModel
+from .chat import ModelName, RequestModel
 
 CATEGORIES = (
     "harassment", "harassment/threatening", "hate", "hate/threatening", "illicit", "illicit/violent",
@@ -17,7 +17,7 @@ CATEGORIES = (
 
 class ModerationCreateParams(RequestModel):
     input: str | list[Any]
-    model: str = "omni-moderation-latest"
+    model: ModelName = "omni-moderation-latest"
 
 
 class Moderation(BaseModel):

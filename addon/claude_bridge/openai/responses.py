@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Discriminator, Field, StrictBool, StrictInt, Tag
+from pydantic import BaseModel, Discriminator, Field, StrictBool, Tag
 
-from .chat import ReasoningEffort, RequestModel, ResponseFormatJSONObject, ResponseFormatText
+from .chat import MaxTokens, ModelName, ReasoningEffort, RequestModel, ResponseFormatJSONObject, ResponseFormatText
 
 # --- request ---------------------------------------------------------------------------------------
 
@@ -126,7 +126,7 @@ class ReasoningParam(RequestModel):
 
 
 class ResponseCreateParams(RequestModel):
-    model: str = Field(min_length=1)
+    model: ModelName
     input: str | list[ResponseInputItem]
     instructions: str | None = None
     tools: list[ToolParam] | None = None
@@ -134,7 +134,7 @@ class ResponseCreateParams(RequestModel):
     parallel_tool_calls: StrictBool | None = None
     text: ResponseTextConfigParam | None = None
     reasoning: ReasoningParam | None = None
-    max_output_tokens: StrictInt | None = Field(default=None, ge=1)
+    max_output_tokens: MaxTokens | None = None
     stream: StrictBool | None = False
     store: StrictBool | None = True
     previous_response_id: str | None = None
