@@ -76,6 +76,7 @@ def test_missing_or_mistyped_field_is_named_in_param(data: dict[str, Any], param
         ({"max_completion_tokens": 10**30}, "max_completion_tokens"),
         ({"n": 0}, "n"),
         ({"stop": 5}, "stop"),
+        ({"stop": {}}, "stop"),  # not `stop.str`: a union member's label is no field of the request
         ({"stream_options": {"include_usage": "perhaps"}}, "stream_options.include_usage"),
     ],
 )

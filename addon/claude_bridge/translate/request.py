@@ -316,22 +316,22 @@ def parse_request[Model: BaseModel](body: bytes, model: type[Model]) -> Model:
     except ValidationError as e:
         # Of a union's alternatives, the error that got deepest into the value names the real problem.
         error = max(e.errors(include_url=False), key=lambda error: len(error["loc"]))
-        param = _param_path(error["loc"], data)
+        param = _param_path(error["loc"], data, missing=error["type"] == "missing")
         raise OpenAIError(400, f"Invalid value for '{param}': {error['msg']}.", param=param) from None
 
 
-def _param_path(loc: tuple[int | str, ...], data: Any) -> str:
+def _param_path(loc: tuple[int | str, ...], data: Any, missing: bool) -> str:
     """`('messages', 0, 'user', 'content')` as OpenAI writes it: `messages[0].content`.
 
     pydantic adds the labels of union members to the location; only steps that exist in the request
-    (or a missing field at the end) are part of the path a person can look for.
+    (or the field at the end, when it is missing) are part of the path a person can look for.
     """
     path, node = "", data
     for position, part in enumerate(loc):
         exists = (isinstance(node, dict) and part in node) or (
             isinstance(node, list) and isinstance(part, int) and part < len(node)
         )
-        if not exists and (position < len(loc) - 1 or not isinstance(node, dict)):
+        if not exists and (position < len(loc) - 1 or not missing or not isinstance(node, dict)):
             continue
         path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
         node = node[part] if exists else None
