@@ -268,3 +268,19 @@ def start_bridge(tmp_path_factory: pytest.TempPathFactory, fake_server: FakeAnth
 def bridge(start_bridge) -> Bridge:
     """The default bridge; CLI retries off so error tests see the API's answer at once."""
     return start_bridge("claude_max_retries=0")
+
+
+# The fuzz tests (test_fuzz.py) count the cases they passed here; the summary reports them.
+FUZZ_CASES = pytest.StashKey[dict[str, int]]()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    cases = config.stash.get(FUZZ_CASES, None)
+    if not cases:
+        return
+    if config.get_verbosity() > 0:
+        for test, count in sorted(cases.items()):
+            terminalreporter.write_line(f"fuzz: {count:6} {test}")
+    terminalreporter.write_line(
+        f"fuzz: {sum(cases.values())} cases passed, each answered or refused with a 4xx OpenAI error (no 5xx, no hang)"
+    )
