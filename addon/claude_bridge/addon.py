@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from . import access, backend, interception
 from .banner import banner
+from .body import request_body, too_large
 from .claude import rundir
 from .claude.invocation import ClaudeSettings
 from .claude.limit import RunLimiter
@@ -306,7 +307,7 @@ class ClaudeBridge:
                 return
         length = flow.request.headers.get("content-length", "")
         if length.isdigit() and int(length) > ctx.options.bridge_max_body:
-            error = _too_large()
+            error = too_large(ctx.options.bridge_max_body)
             _respond(flow, error.status, error.response().model_dump())
             flow.comment = f"claude-bridge: refused with 413: {length} bytes"
 
@@ -314,7 +315,7 @@ class ClaudeBridge:
         if flow.response or flow.error or flow.request.host not in ctx.options.bridge_hosts:
             return
         if len(flow.request.raw_content or b"") > ctx.options.bridge_max_body:  # sent chunked, without a length
-            error = _too_large()
+            error = too_large(ctx.options.bridge_max_body)
             _respond(flow, error.status, error.response().model_dump())
             return
         try:
@@ -407,7 +408,7 @@ class ClaudeBridge:
                 _respond(
                     flow,
                     200,
-                    legacy.not_flagged(parse_request(flow.request.content or b"", ModerationCreateParams)).model_dump(),
+                    legacy.not_flagged(parse_request(_body(flow), ModerationCreateParams)).model_dump(),
                 )
                 flow.comment = "claude-bridge: moderation answered (not flagged)"
             else:
@@ -435,7 +436,7 @@ class ClaudeBridge:
         )
 
     def _bridge_responses(self, flow: http.HTTPFlow) -> None:
-        request = parse_request(flow.request.content or b"", ResponseCreateParams)
+        request = parse_request(_body(flow), ResponseCreateParams)
         earlier = self.responses.conversation(request.previous_response_id) if request.previous_response_id else []
         chat, conversation = responses.chat_request(request, earlier)
         job = self._chat_job(chat)
@@ -453,7 +454,7 @@ class ClaudeBridge:
         )
 
     def _bridge_completions(self, flow: http.HTTPFlow) -> None:
-        job = self._chat_job(legacy.chat_request(parse_request(flow.request.content or b"", CompletionCreateParams)))
+        job = self._chat_job(legacy.chat_request(parse_request(_body(flow), CompletionCreateParams)))
         self._divert(
             flow,
             job,
@@ -463,7 +464,7 @@ class ClaudeBridge:
         )
 
     def _bridge_chat(self, flow: http.HTTPFlow) -> None:
-        job = self._chat_job(parse_chat_request(flow.request.content or b""))
+        job = self._chat_job(parse_chat_request(_body(flow)))
         self._divert(
             flow,
             job,
@@ -482,7 +483,8 @@ class ClaudeBridge:
     ) -> None:
         """Park the job (streamed or one JSON answer) and send the flow to the backend to have it answered."""
         if ctx.options.bridge_log_prompts:
-            logger.info("prompt of %s %s: %s", flow.request.method, flow.request.path, flow.request.get_text())
+            prompt = _body(flow).decode(errors="replace")
+            logger.info("prompt of %s %s: %s", flow.request.method, flow.request.path, prompt)
         report = TurnReport()
         parked: backend.Job = (
             backend.StreamJob(lambda: stream(report), framing)
@@ -553,14 +555,8 @@ def _exposure_problem() -> str | None:
     )
 
 
-def _too_large() -> OpenAIError:
-    limit = ctx.options.bridge_max_body
-    return OpenAIError(
-        413,
-        f"The request body is larger than claude-bridge accepts ({limit // (1024 * 1024)} MB; option "
-        "bridge_max_body). Send images as URLs or smaller.",
-        code="request_too_large",
-    )
+def _body(flow: http.HTTPFlow) -> bytes:
+    return request_body(flow.request, ctx.options.bridge_max_body)
 
 
 def _allow(method: str, allowed: str) -> None:
