@@ -161,10 +161,17 @@ def _command_line_wins(masters: list[master.Master]) -> Callable[[argparse.Names
     """mitmproxy reads CONFDIR/config.yaml after the --set options; setting them again lets the command line win."""
 
     def reapply(args: argparse.Namespace) -> dict[str, Any]:
-        masters[0].options.set(*args.setoptions)
+        masters[0].options.set(*args.setoptions, defer=True)
         return {}
 
     return reapply
+
+
+def _mitmweb_parser(opts: options.Options) -> argparse.ArgumentParser:
+    """mitmweb's parser, with the filter arguments mitmproxy's runner reads whenever it is given `extra`."""
+    web = cmdline.mitmweb(opts)
+    web.set_defaults(filter_args=None)
+    return web
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -202,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         from mitmproxy.tools.web.master import WebMaster
 
         web = _with_bridge(WebMaster, started)
-        mitmproxy_main.run(web, cmdline.mitmweb, mitmproxy_argv, _command_line_wins(started))
+        mitmproxy_main.run(web, _mitmweb_parser, mitmproxy_argv, _command_line_wins(started))
     else:
         from mitmproxy.tools.dump import DumpMaster
 
