@@ -169,7 +169,7 @@ def _command_line_wins(masters: list[master.Master]) -> Callable[[argparse.Names
 
 def _mitmweb_parser(opts: options.Options) -> argparse.ArgumentParser:
     """mitmweb's parser, with the filter arguments mitmproxy's runner reads whenever it is given `extra`."""
-    web = cmdline.mitmweb(opts)
+    web: argparse.ArgumentParser = cmdline.mitmweb(opts)
     web.set_defaults(filter_args=None)
     return web
 

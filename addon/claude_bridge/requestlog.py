@@ -38,13 +38,22 @@ class RequestLine:
         """The request's line; `report` is None for requests answered without a run (health, models, refusals)."""
         request, response = flow.request, flow.response
         status = response.status_code if response else None
-        counts = {"runs": runs, "queued": queued, "warm": warm}
         path = request.path.split("?", 1)[0]
         if report is None:
             end = response.timestamp_end if response and response.timestamp_end else request.timestamp_start
             duration = round(((end or request.timestamp_start) - request.timestamp_start) * 1000)
             outcome = (flow.comment or "").removeprefix("claude-bridge: ") or None
-            return cls(request.method, path, status, model, outcome=outcome, duration_ms=duration, **counts)
+            return cls(
+                request.method,
+                path,
+                status,
+                model,
+                outcome=outcome,
+                duration_ms=duration,
+                runs=runs,
+                queued=queued,
+                warm=warm,
+            )
         finished = report.finished or report.started
         return cls(
             request.method,
@@ -59,7 +68,9 @@ class RequestLine:
             tokens_cached=report.usage.cache_read_input_tokens,
             tokens_out=report.usage.output_tokens,
             cost_usd=round(report.cost_usd, 6),
-            **counts,
+            runs=runs,
+            queued=queued,
+            warm=warm,
         )
 
     def text(self) -> str:
