@@ -191,3 +191,14 @@ def test_websocket_upgrade_is_426_so_clients_fall_back_to_sse_at_once(bridge):
     response = connection.getresponse()
     assert response.status == 426
     assert json.loads(response.read())["error"]["code"] == "upgrade_required"
+
+
+def test_errors_in_the_input_name_the_input_not_the_translated_messages(bridge, fake):
+    client = bridge.client()
+    with pytest.raises(openai.BadRequestError) as responses_error:
+        client.responses.create(model="sonnet", input=[{"role": "assistant", "content": "prefilled"}])
+    with pytest.raises(openai.BadRequestError) as completions_error:
+        client.completions.create(model="sonnet", prompt=[])
+    assert responses_error.value.param == "input"
+    assert completions_error.value.param == "prompt"
+    assert fake.requests == []

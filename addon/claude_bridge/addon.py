@@ -430,16 +430,22 @@ class ClaudeBridge:
                 code="unknown_url",
             )
 
-    def _chat_job(self, request: ChatCompletionCreateParams) -> ChatJob:
-        return chat_job(
-            request, self.models, ctx.options.bridge_history, reasoning_content=ctx.options.bridge_reasoning_content
-        )
+    def _chat_job(self, request: ChatCompletionCreateParams, messages_field: str = "messages") -> ChatJob:
+        """`messages_field` is what the client called the messages (`input`, `prompt`), for the errors' `param`."""
+        try:
+            return chat_job(
+                request, self.models, ctx.options.bridge_history, reasoning_content=ctx.options.bridge_reasoning_content
+            )
+        except OpenAIError as e:
+            if e.error.param and e.error.param.startswith("messages") and messages_field != "messages":
+                e.error.param = messages_field  # its index would count the translated messages, not the client's
+            raise
 
     def _bridge_responses(self, flow: http.HTTPFlow) -> None:
         request = parse_request(_body(flow), ResponseCreateParams)
         earlier = self.responses.conversation(request.previous_response_id) if request.previous_response_id else []
         chat, conversation = responses.chat_request(request, earlier)
-        job = self._chat_job(chat)
+        job = self._chat_job(chat, "input")
 
         def store(response: Response) -> None:
             if request.store is not False:
@@ -454,7 +460,7 @@ class ClaudeBridge:
         )
 
     def _bridge_completions(self, flow: http.HTTPFlow) -> None:
-        job = self._chat_job(legacy.chat_request(parse_request(_body(flow), CompletionCreateParams)))
+        job = self._chat_job(legacy.chat_request(parse_request(_body(flow), CompletionCreateParams)), "prompt")
         self._divert(
             flow,
             job,
