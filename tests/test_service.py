@@ -123,6 +123,14 @@ def test_the_unit_runs_the_bridge_with_the_flags_a_fixed_path_and_restarts(home,
 
 
 @linux
+def test_a_web_ui_service_opens_no_browser(home, tmp_path, capsys):
+    code, _, _ = run(capsys, "install", "--no-start", "--web")
+    assert code == 0
+    argv, _ = exec_start(read_unit(unit_path(tmp_path)))
+    assert argv[-2:] == ["--set", "web_open_browser=false"]
+
+
+@linux
 def test_relative_paths_are_pinned_at_install(home, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(Path(CLAUDE_DIR).parent.parent)
     code, _, _ = run(capsys, "install", "--no-start", "--claude-bin", "node_modules/.bin/claude", "--confdir", "c")
@@ -217,6 +225,7 @@ def test_uninstall_removes_the_unit_keeps_the_log_and_can_run_twice(home, tmp_pa
         (["--mode", "bogus"], 2, "--mode bogus"),
         (["--claude-bin", "/nonexistent/claude"], 1, "the Claude Code CLI was not found at /nonexistent/claude"),
         (["--set", "upstream_auth=user:secret"], 1, "--set upstream_auth would write a credential"),
+        (["--set", "bridge_access_key=k"], 1, "--set bridge_access_key would write a credential"),
     ],
 )
 def test_bad_flags_are_refused_at_install(home, tmp_path, capsys, flags, code, message):

@@ -29,7 +29,7 @@ SYSTEM_PATH = {
     "darwin": ["/opt/homebrew/bin", "/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin"],
 }
 # mitmproxy options holding credentials: a unit file is not the place for them; the confdir's config.yaml is.
-CREDENTIAL_OPTIONS = ("proxyauth", "upstream_auth", "web_password")
+CREDENTIAL_OPTIONS = ("proxyauth", "upstream_auth", "web_password", "bridge_access_key")
 # Set in a shell but deliberately not copied into the unit.
 LOGIN_VARIABLES = ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_AUTH_TOKEN")
 RESTART_DELAY = 5
@@ -85,6 +85,8 @@ def bridge_command(flags: Sequence[str], platform: str) -> Command:
         pinned += ["--claude-bin", claude]
     if not args.confdir.is_absolute():
         pinned += ["--confdir", str(args.confdir.resolve())]
+    if args.web and not any(setting.startswith("web_open_browser=") for setting in args.setoptions):
+        pinned += ["--set", "web_open_browser=false"]  # a service has no one to open a browser for
     # The CLI may be a node script (`#!/usr/bin/env node`), so node must be on the PATH too.
     dirs = [os.path.dirname(claude)]
     if node := shutil.which("node"):
