@@ -130,7 +130,14 @@ async def test_listening_beyond_loopback_without_a_key_is_refused_at_start(claud
 
 @pytest.mark.parametrize(
     ("authorization", "status"),
-    [(None, 401), ("Bearer wrong", 401), ("Bearer the-key", 200), ("bearer the-key", 200), ("Basic the-key", 401)],
+    [
+        (None, 401),
+        ("Bearer wrong", 401),
+        ("Bearer the-key", 200),
+        ("bearer the-key", 200),
+        ("Basic the-key", 401),
+        ("Bearer \udcff", 401),  # an undecodable byte, as mitmproxy passes it on
+    ],
 )
 async def test_the_access_key_is_required_when_set(bridge, authorization, status):
     from mitmproxy import ctx

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import socket
 import stat
 import subprocess
 import sys
@@ -44,6 +45,12 @@ def test_beyond_loopback_every_request_needs_the_access_key(keyed_bridge, fake):
     )
     assert answer.choices[0].message.content == "ECHO: let in"
     assert len(fake.requests) == 1
+
+
+def test_an_undecodable_key_is_refused_not_let_through(keyed_bridge, fake):
+    with socket.create_connection(("127.0.0.1", keyed_bridge.port), timeout=10) as sock:
+        sock.sendall(b"GET /v1/models HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer \xff\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 401")
 
 
 def backend_ports(pid: int, public_port: int) -> list[int]:

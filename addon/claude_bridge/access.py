@@ -34,12 +34,18 @@ def _is_loopback(host: str) -> bool:
         return False  # "" (all interfaces) or a name that may resolve anywhere
 
 
-def check_key(authorization: str | None, access_key: str) -> None:
-    """Raises 401 unless the request carries `Authorization: Bearer <access_key>` (compared in constant time)."""
+def has_key(authorization: str | None, access_key: str) -> bool:
+    """Whether the request carries `Authorization: Bearer <access_key>`, compared in constant time.
+
+    Compared as bytes: mitmproxy hands over undecodable header bytes as surrogates, which must not raise.
+    """
     scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), access_key.encode()):
-        return
-    raise OpenAIError(
+    sent = token.strip().encode("utf-8", "surrogateescape")
+    return scheme.lower() == "bearer" and hmac.compare_digest(sent, access_key.encode("utf-8", "surrogateescape"))
+
+
+def unauthorized() -> OpenAIError:
+    return OpenAIError(
         401,
         "claude-bridge needs its access key: use the bridge's bridge_access_key as your API key "
         "(Authorization: Bearer <key>).",

@@ -298,13 +298,12 @@ class ClaudeBridge:
         """Refuse a caller without the access key, or an oversized body, before mitmproxy reads the body."""
         if flow.response or flow.request.host not in ctx.options.bridge_hosts:
             return
-        if ctx.options.bridge_access_key:
-            try:
-                access.check_key(flow.request.headers.get("authorization"), ctx.options.bridge_access_key)
-            except OpenAIError as e:
-                _respond(flow, e.status, e.response().model_dump())
-                flow.comment = "claude-bridge: refused with 401: no valid access key"
-                return
+        key = ctx.options.bridge_access_key
+        if key and not access.has_key(flow.request.headers.get("authorization"), key):
+            error = access.unauthorized()
+            _respond(flow, error.status, error.response().model_dump())
+            flow.comment = "claude-bridge: refused with 401: no valid access key"
+            return
         length = flow.request.headers.get("content-length", "")
         if length.isdigit() and int(length) > ctx.options.bridge_max_body:
             error = too_large(ctx.options.bridge_max_body)
