@@ -163,3 +163,7 @@ async def test_the_access_key_never_passes_through(bridge):
     bridge.request(flow)
     assert flow.response is None
     assert "authorization" not in flow.request.headers
+
+
+def test_listen_port_option_counts_for_exposure():
+    assert access.exposed_listen_addresses(["regular"], "0.0.0.0", 9000) == ["0.0.0.0:9000"]

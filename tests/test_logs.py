@@ -7,6 +7,10 @@ import re
 
 import openai
 import pytest
+from mitmproxy.test import taddons
+
+from claude_bridge.addon import ClaudeBridge
+from claude_bridge.banner import banner
 
 
 def test_the_banner_says_where_to_point_an_app(bridge):
@@ -60,3 +64,13 @@ def test_json_logs_are_one_object_per_line_with_the_request_fields(start_bridge,
     assert any(entry["message"].startswith("claude-bridge 0.1.0 ready") for entry in entries)
     # Everything mitmproxy and the bridge log is JSON; only the launcher's own notes, printed before, are not.
     assert all(line.startswith("{") for line in bridge.log.read_text().splitlines())
+
+
+def test_the_banner_gives_urls_for_ipv6_and_the_listen_port_option():
+    addon = ClaudeBridge()
+    with taddons.context(addon) as tctx:
+        modes = ["regular", "reverse:https://api.openai.com@3456"]
+        tctx.configure(addon, mode=modes, listen_host="::1", listen_port=9000)
+        lines = banner(tctx.options, "claude", "2.1.331")
+    assert "  proxy on ::1:9000: export HTTPS_PROXY=http://[::1]:9000 (see proxy-env)" in lines
+    assert "  reverse proxy on ::1:3456: export OPENAI_BASE_URL=http://[::1]:3456/v1" in lines

@@ -11,12 +11,12 @@ from mitmproxy.proxy import mode_specs
 from .openai.errors import OpenAIError
 
 
-def exposed_listen_addresses(modes: Sequence[str], listen_host: str) -> list[str]:
+def exposed_listen_addresses(modes: Sequence[str], listen_host: str, listen_port: int | None = None) -> list[str]:
     """The modes' listen addresses other machines could reach ("" means every interface)."""
     exposed = []
     for spec in modes:
         mode = mode_specs.ProxyMode.parse(spec)
-        port = mode.listen_port()
+        port = mode.listen_port(listen_port)
         if port is None:  # local capture and tun: no socket to reach
             continue
         host = mode.listen_host(listen_host)

@@ -230,7 +230,7 @@ class ClaudeBridge:
         if "claude_bin" in updated and self._running:
             self.claude_version = None
             self._background(self._probe_claude())
-        listening = {"mode", "listen_host", "bridge_access_key"} & updated
+        listening = {"mode", "listen_host", "listen_port", "bridge_access_key"} & updated
         if listening and self._running and (problem := _exposure_problem()):
             raise exceptions.OptionsError(problem)
 
@@ -353,6 +353,8 @@ class ClaudeBridge:
         self._undivert(bridged)
         if flow.response is not None:
             flow.response.content = bytes(bridged.body)  # what reached the client before the break
+        if bridged.report.outcome == "running" and flow.error is not None:
+            bridged.report.outcome = f"cut short: {flow.error.msg}"
         flow.comment = bridged.report.summary()
         self._log_request(flow, bridged)
 
@@ -550,7 +552,7 @@ def _set_log_format(name: str) -> None:
 
 
 def _exposure_problem() -> str | None:
-    exposed = access.exposed_listen_addresses(ctx.options.mode, ctx.options.listen_host)
+    exposed = access.exposed_listen_addresses(ctx.options.mode, ctx.options.listen_host, ctx.options.listen_port)
     if not exposed or ctx.options.bridge_access_key:
         return None
     return (

@@ -68,6 +68,7 @@ class Backend:
         return port
 
     async def start(self) -> None:
+        self._stopping.clear()
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         logger.debug("backend listening on 127.0.0.1:%d", self.port)
 

@@ -16,9 +16,9 @@ def banner(options: Any, claude: str, claude_version: str | None) -> list[str]:
     uses_ca = False
     for spec in options.mode:
         mode = mode_specs.ProxyMode.parse(spec)
-        port = mode.listen_port()
+        port = mode.listen_port(options.listen_port)
         host = mode.listen_host(options.listen_host)
-        reach = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+        reach = "127.0.0.1" if host in ("", "0.0.0.0", "::") else f"[{host}]" if ":" in host else host
         where = f"{host or '*'}:{port}" if port is not None else "this machine's traffic"
         match mode:
             case mode_specs.ReverseMode():

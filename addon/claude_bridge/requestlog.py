@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -54,7 +55,7 @@ class RequestLine:
                 queued=queued,
                 warm=warm,
             )
-        finished = report.finished or report.started
+        finished = report.finished or time.monotonic()  # still winding down when the client left
         return cls(
             request.method,
             path,

@@ -22,12 +22,16 @@ logger = logging.getLogger(__name__)
 Shape = tuple[Any, ...]
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)
 class _Warm:
     """A warm process and the timer that stops it if no request comes (cancelled when one does)."""
 
     claude: StartedClaude
-    expiry: asyncio.TimerHandle
+    expiry: asyncio.TimerHandle | None = None
+
+    def cancel_expiry(self) -> None:
+        if self.expiry is not None:
+            self.expiry.cancel()
 
 
 def shape(invocation: ClaudeInvocation) -> Shape | None:
@@ -73,7 +77,7 @@ class ClaudePool:
         idle = self._idle.setdefault(key, [])
         while idle and taken is None:
             warm = idle.pop(0)  # the longest-waiting: the most surely done with its start-up
-            warm.expiry.cancel()
+            warm.cancel_expiry()
             if warm.claude.process.returncode is None:
                 taken = warm.claude
             else:
@@ -89,13 +93,13 @@ class ClaudePool:
     async def close(self) -> None:
         """Stop every warm process (also at the bridge's exit; the kernel kills them if the bridge dies)."""
         self._closed = True
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
         idle = [warm for entries in self._idle.values() for warm in entries]
         self._idle.clear()
         for warm in idle:
-            warm.expiry.cancel()
+            warm.cancel_expiry()  # before any await: a timer firing meanwhile would start a discard nobody awaits
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.gather(*(warm.claude.discard(0) for warm in idle), return_exceptions=True)
 
     async def _refill(self, key: Shape) -> None:
@@ -115,18 +119,19 @@ class ClaudePool:
             if self._closed or key not in self._templates:
                 await claude.discard(0)
                 return
-            expiry = asyncio.get_running_loop().call_later(self.idle_expiry, self._expire, key, claude)
-            self._idle.setdefault(key, []).append(_Warm(claude, expiry))
+            warm = _Warm(claude)
+            warm.expiry = asyncio.get_running_loop().call_later(self.idle_expiry, self._expire, key, warm)
+            self._idle.setdefault(key, []).append(warm)
 
-    def _expire(self, key: Shape, claude: StartedClaude) -> None:
+    def _expire(self, key: Shape, warm: _Warm) -> None:
         idle = self._idle.get(key, [])
-        for warm in [warm for warm in idle if warm.claude is claude]:
+        if warm in idle:
             idle.remove(warm)
-            self._spawn_task(claude.discard(0))
+            self._spawn_task(warm.claude.discard(0))
 
     def _retire(self, key: Shape) -> None:
         for warm in self._idle.pop(key, []):
-            warm.expiry.cancel()
+            warm.cancel_expiry()
             self._spawn_task(warm.claude.discard(0))
 
     def _spawn_task(self, work: Any) -> None:
