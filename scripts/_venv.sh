@@ -14,29 +14,37 @@ find_python() {
             return
         fi
     done
-    # pyenv installs versions without activating them; its shims refuse until one is selected.
-    if command -v pyenv >/dev/null 2>&1; then
-        for version in $(pyenv versions --bare 2>/dev/null | sort -rV); do
-            candidate="$(pyenv root)/versions/$version/bin/python3"
-            if [ -x "$candidate" ] && _suitable "$candidate"; then
-                echo "$candidate"
-                return
-            fi
-        done
-    fi
+    # pyenv installs versions without activating them (its shims refuse until one is selected), and a fresh
+    # install may not be on PATH yet: look in its root directly.
+    local root
+    root=$(pyenv root 2>/dev/null || echo "${PYENV_ROOT:-$HOME/.pyenv}")
+    for candidate in $(ls -d "$root"/versions/*/bin/python3 2>/dev/null | sort -rV); do
+        if [ -x "$candidate" ] && _suitable "$candidate"; then
+            echo "$candidate"
+            return
+        fi
+    done
     echo "claude-bridge needs Python 3.12 or newer (mitmproxy 12 does); none found." >&2
     echo "Install one (python.org, your package manager, or 'pyenv install 3.12') or set PYTHON=/path/to/python3.12." >&2
     return 1
 }
 
-# ensure_venv [EXTRAS]: create .venv once, then (re)install the project, with extras such as "test".
+# ensure_venv [EXTRAS]: create .venv once, and install the project (with extras such as "test") when
+# pyproject.toml changed since the last install; the install is editable, so code changes need none.
 ensure_venv() {
-    local spec="$ROOT"
+    local spec="$ROOT" stamp="$VENV/.installed${1:+-$1}" wanted
     [ -n "${1:-}" ] && spec="$ROOT[$1]"
     if ! { [ -x "$VENV/bin/python" ] && _suitable "$VENV/bin/python"; }; then
         local python
         python=$(find_python) || exit 1
+        echo "claude-bridge: creating $VENV with $python (the first run takes a minute or two)" >&2
         "$python" -m venv --clear "$VENV"
+        rm -f "$VENV"/.installed*
     fi
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --editable "$spec"
+    wanted=$("$VENV/bin/python" -c 'import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest())' "$ROOT/pyproject.toml")
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+        echo "claude-bridge: installing the project into $VENV" >&2
+        "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --editable "$spec"
+        echo "$wanted" >"$stamp"
+    fi
 }
