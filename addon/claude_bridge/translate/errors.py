@@ -73,16 +73,13 @@ def timeout(what: str, seconds: float, option: str) -> OpenAIError:
 
 
 def cli_failed(detail: str) -> OpenAIError:
-    return OpenAIError(502, f"The Claude CLI failed: {detail}", "server_error", code="claude_cli_error")
+    return _cli_error(f"The Claude CLI failed: {detail}")
 
 
 def cli_unreadable(claude_bin: str, printed: str) -> OpenAIError:
-    return OpenAIError(
-        502,
+    return _cli_error(
         f"The Claude CLI at {claude_bin!r} printed {printed}; check that it is Claude Code, at a version "
-        "claude-bridge supports.",
-        "server_error",
-        code="claude_cli_error",
+        "claude-bridge supports."
     )
 
 
@@ -98,6 +95,11 @@ def cli_exited(returncode: int | None, stderr: str) -> OpenAIError:
             f"The Claude CLI was killed by signal {name} before it finished{said}. "
             f"Something outside claude-bridge stopped it{oom}; send the request again."
         )
+    return _cli_error(message)
+
+
+def _cli_error(message: str) -> OpenAIError:
+    """The CLI itself went wrong (not the API): 502, as a gateway whose upstream failed."""
     return OpenAIError(502, message, "server_error", code="claude_cli_error")
 
 
