@@ -124,6 +124,7 @@ def test_shutdown_ends_every_run_and_tells_each_client(start_bridge, fake, signa
     assert before_text.value.status_code == 503
     assert before_text.value.code == "bridge_shutting_down"
     assert bridge.process.wait(10) == 0
+    assert "cancelled: the bridge is shutting down" in bridge.log.read_text()
     assert not any(alive(pid) for pid in pids)
     assert bridge.run_dirs() == []
 

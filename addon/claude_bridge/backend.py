@@ -139,8 +139,10 @@ class Backend:
             if hangup in done and work not in done:
                 logger.info("client disconnected; stopping its Claude run")
         finally:
-            for task in (hangup, shutdown, work):
-                task.cancel()
+            hangup.cancel()
+            shutdown.cancel()
+            # The reason reaches the run as the CancelledError's argument, for its report and log line.
+            work.cancel("the bridge is shutting down" if self._stopping.is_set() else "the client disconnected")
             with contextlib.suppress(asyncio.CancelledError):
                 await work
         if shutdown in done and work not in done:

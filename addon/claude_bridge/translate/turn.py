@@ -111,8 +111,8 @@ async def turn(
         raise _failed(report, _cli_error(e, settings)) from None
     except OpenAIError as e:
         raise _failed(report, e) from e.__cause__
-    except asyncio.CancelledError:
-        report.outcome = "cancelled: the client disconnected"
+    except asyncio.CancelledError as e:
+        report.outcome = f"cancelled: {e.args[0] if e.args else 'the client disconnected'}"
         raise
     finally:
         report.finished = time.monotonic()
