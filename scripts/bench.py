@@ -32,12 +32,13 @@ from claude_bridge.claude.invocation import MAX_TURNS, SAFE_FLAGS, ClaudeInvocat
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import load  # tests/load.py: the load test's clients, shared with the soak
 
+from fake_anthropic import bridge_env
+
 Json = dict[str, Any]
 
 ROOT = Path(__file__).resolve().parent.parent
 CLAUDE_BIN = ROOT / "node_modules" / ".bin" / "claude"
 FAKE_API = ROOT / "tests" / "fake_anthropic.py"
-TOKEN = "sk-ant-oat01-test"
 MODEL = "sonnet"
 PROMPT = "Say hello in five words."
 LONG_TOKENS = 5000
@@ -111,18 +112,6 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
-
-
-def user_env(home: Path, fake_url: str) -> dict[str, str]:
-    """The environment tests/conftest.py gives the bridge: own HOME and TMPDIR, the CLI pointed at the fake API."""
-    (home / "tmp").mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLAUDE", "ANTHROPIC"))}
-    return env | {
-        "HOME": str(home),
-        "TMPDIR": str(home / "tmp"),
-        "ANTHROPIC_BASE_URL": fake_url,
-        "CLAUDE_CODE_OAUTH_TOKEN": TOKEN,
-    }
 
 
 def _stat_fields(pid: int) -> list[str]:
@@ -353,7 +342,7 @@ async def start_bridge(key: str, fake_url: str, scratch: Path, options: list[str
     for option in options:
         argv += ["--set", option]
     log = scratch / f"{home.name}.log"
-    process = launch(argv, user_env(home, fake_url), log)
+    process = launch(argv, bridge_env(home, fake_url), log)
     url = f"http://127.0.0.1:{port}"
     wait_until(lambda: get_json(url + "/health")["status"] == "ok", key, process, log, 30)
     pool = 0 if "claude_pool_size=0" in options else POOL_SIZE
@@ -397,7 +386,7 @@ async def start_npm_proxy(fake_url: str, scratch: Path) -> HttpSubject:
     bin_dir.mkdir(parents=True)
     (bin_dir / "claude").symlink_to(CLAUDE_BIN)
     (home / "work").mkdir()
-    env = user_env(home, fake_url) | {"DISABLE_AUTOUPDATER": "1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
+    env = bridge_env(home, fake_url) | {"DISABLE_AUTOUPDATER": "1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
     port = free_port()
     log = scratch / "npm-proxy.log"
@@ -411,7 +400,7 @@ async def start_npm_proxy(fake_url: str, scratch: Path) -> HttpSubject:
 
 def bare_env(fake_url: str, home: Path) -> dict[str, str]:
     """What the bridge's environment becomes for its CLI (invocation.child_env)."""
-    return child_env(ClaudeSettings(), ClaudeInvocation(MODEL, []), user_env(home, fake_url))
+    return child_env(ClaudeSettings(), ClaudeInvocation(MODEL, []), bridge_env(home, fake_url))
 
 
 # --- workloads ------------------------------------------------------------------------------------------------------

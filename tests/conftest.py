@@ -19,10 +19,9 @@ import openai
 import pytest
 
 from claude_bridge.claude import events
-from fake_anthropic import FakeAnthropic, Recorded
+from fake_anthropic import FakeAnthropic, Recorded, bridge_env
 
 ROOT = Path(__file__).resolve().parent.parent
-TEST_TOKEN = "sk-ant-oat01-test"
 RECORDINGS = Path(__file__).resolve().parent / "recordings"
 
 
@@ -81,22 +80,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def bridge_env(home: Path, fake_url: str, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment a user's bridge would have, with the CLI pointed at the fake API.
-
-    TMPDIR is the bridge's own, so a test can see every private run directory it makes.
-    """
-    (home / "tmp").mkdir(exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLAUDE", "ANTHROPIC"))}
-    return env | {
-        "HOME": str(home),
-        "TMPDIR": str(home / "tmp"),
-        "ANTHROPIC_BASE_URL": fake_url,
-        "CLAUDE_CODE_OAUTH_TOKEN": TEST_TOKEN,
-        **(extra or {}),
-    }
 
 
 class Bridge:

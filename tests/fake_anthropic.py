@@ -35,6 +35,7 @@ import argparse
 import collections
 import contextlib
 import json
+import os
 import re
 import select
 import shlex
@@ -44,6 +45,7 @@ import threading
 import uuid
 from dataclasses import asdict, dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 Json = dict[str, Any]
@@ -65,6 +67,26 @@ ERROR_TYPES = {
 
 _POLL = 0.02
 """Seconds between checks for stop() (and, in held handlers, for a client hang-up)."""
+
+
+TEST_TOKEN = "sk-ant-oat01-test"
+"""The login the CLI is given; the fake accepts any."""
+
+
+def bridge_env(home: Path, fake_url: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment a user's bridge would have, with the CLI pointed at the fake API (tests and benchmark).
+
+    TMPDIR is the bridge's own, so a test can see every private run directory it makes.
+    """
+    (home / "tmp").mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLAUDE", "ANTHROPIC"))}
+    return env | {
+        "HOME": str(home),
+        "TMPDIR": str(home / "tmp"),
+        "ANTHROPIC_BASE_URL": fake_url,
+        "CLAUDE_CODE_OAUTH_TOKEN": TEST_TOKEN,
+        **(extra or {}),
+    }
 
 
 @dataclass(frozen=True)

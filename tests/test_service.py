@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from claude_bridge import service
-from conftest import CLAUDE_BIN, TEST_TOKEN, Bridge, bridge_env, free_port
+from conftest import CLAUDE_BIN, Bridge, bridge_env, free_port
+from fake_anthropic import TEST_TOKEN
 
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="systemd user units are Linux's")
 CLAUDE_DIR = os.path.dirname(CLAUDE_BIN)
