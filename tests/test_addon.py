@@ -7,6 +7,8 @@ import json
 import pytest
 from mitmproxy import exceptions
 from mitmproxy.addons.proxyserver import Proxyserver
+from mitmproxy.proxy.mode_specs import ProxyMode
+from mitmproxy.proxy.server_hooks import ServerConnectionHookData
 from mitmproxy.test import taddons, tflow, tutils
 
 from claude_bridge import access
@@ -19,7 +21,9 @@ def openai_flow(method: str, path: str, body: dict | None = None, host: str = "a
         content=json.dumps(body).encode() if body is not None else b"",
     )  # fmt: skip
     request.headers["Host"] = host
-    return tflow.tflow(req=request)
+    flow = tflow.tflow(req=request)
+    flow.client_conn.sni = host
+    return flow
 
 
 @pytest.fixture
@@ -54,6 +58,64 @@ async def test_other_hosts_are_left_alone(bridge):
     bridge.request(flow)
     assert flow.response is None
     assert flow.request.host == "example.com"
+
+
+async def test_a_transparently_captured_request_is_answered_by_its_sni_not_its_address(bridge):
+    flow = openai_flow("GET", "/v1/models", host="192.0.2.10")  # the destination IP, as transparent mode sets it
+    flow.client_conn.proxy_mode = ProxyMode.parse("transparent")
+    flow.client_conn.sni = "api.openai.com"
+    bridge.request(flow)
+    assert flow.response.status_code == 200
+    assert json.loads(flow.response.content)["object"] == "list"
+
+
+async def test_a_request_naming_a_bridged_host_and_another_is_refused_not_forwarded(bridge):
+    flow = openai_flow("POST", "/v1/chat/completions", {"model": "sonnet", "messages": []})
+    flow.request.headers["Host"] = "elsewhere.example"
+    bridge.requestheaders(flow)
+    assert flow.response.status_code == 421
+    error = json.loads(flow.response.content)["error"]
+    assert error["code"] == "misdirected_request"
+    assert "api.openai.com" in error["message"] and "elsewhere.example" in error["message"]
+
+
+async def test_a_flow_that_is_not_live_is_left_alone(bridge):
+    flow = openai_flow(
+        "POST", "/v1/chat/completions", {"model": "sonnet", "messages": [{"role": "user", "content": "hi"}]}
+    )
+    flow.live = False  # read from a saved flow file
+    bridge.requestheaders(flow)
+    bridge.request(flow)
+    assert flow.response is None
+    assert flow.request.host == "api.openai.com"
+    assert bridge.backend._jobs == {}
+
+
+@pytest.mark.parametrize(
+    ("address", "sni", "policy", "refused"),
+    [
+        (("api.openai.com", 443), None, "error", True),
+        (("192.0.2.10", 443), "api.openai.com", "error", True),  # transparent capture: the SNI names it
+        (("example.com", 443), "example.com", "error", False),
+        (("192.0.2.10", 443), "api.openai.com", "passthrough", False),
+    ],
+)
+async def test_no_connection_to_a_bridged_host_opens_unless_passthrough_was_chosen(
+    bridge, address, sni, policy, refused
+):
+    from mitmproxy import ctx
+
+    ctx.options.update(bridge_other_endpoints=policy)
+    client = tflow.tclient_conn()
+    client.sni = sni
+    server = tflow.tserver_conn()
+    server.address = address
+    bridge.server_connect(ServerConnectionHookData(server, client))
+    assert (server.error is not None) == refused
+    diverted = tflow.tserver_conn()
+    diverted.address = ("127.0.0.1", bridge.backend.port)
+    bridge.server_connect(ServerConnectionHookData(diverted, client))
+    assert diverted.error is None
 
 
 async def test_small_answers_are_made_in_place(bridge):

@@ -14,15 +14,17 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from mitmproxy import ctx, exceptions, http, log
+from mitmproxy.proxy import server_hooks
 from pydantic import BaseModel
 
-from . import access, backend, interception
+from . import access, backend, destination, interception
 from .banner import banner
 from .body import request_body, too_large
 from .claude import rundir
 from .claude.invocation import ClaudeSettings
 from .claude.limit import RunLimiter
 from .claude.pool import ClaudePool
+from .destination import Claim
 from .openai import sse
 from .openai.chat import ChatCompletionCreateParams
 from .openai.completions import CompletionCreateParams
@@ -295,23 +297,13 @@ class ClaudeBridge:
             await asyncio.sleep(0.05)
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        """Refuse a caller without the access key, or an oversized body, before mitmproxy reads the body."""
-        if flow.response or flow.request.host not in ctx.options.bridge_hosts:
+        """Refuse a misdirected request, a caller without the access key or an oversized body before the body."""
+        if flow.response or not flow.live:
             return
-        key = ctx.options.bridge_access_key
-        if key and not access.has_key(flow.request.headers.get("authorization"), key):
-            error = access.unauthorized()
-            _respond(flow, error.status, error.response().model_dump())
-            flow.comment = "claude-bridge: refused with 401: no valid access key"
-            return
-        length = flow.request.headers.get("content-length", "")
-        if length.isdigit() and int(length) > ctx.options.bridge_max_body:
-            error = too_large(ctx.options.bridge_max_body)
-            _respond(flow, error.status, error.response().model_dump())
-            flow.comment = f"claude-bridge: refused with 413: {length} bytes"
+        self._admit(flow)
 
     def request(self, flow: http.HTTPFlow) -> None:
-        if flow.response or flow.error or flow.request.host not in ctx.options.bridge_hosts:
+        if flow.response or flow.error or not flow.live or not self._admit(flow):
             return
         if len(flow.request.raw_content or b"") > ctx.options.bridge_max_body:  # sent chunked, without a length
             error = too_large(ctx.options.bridge_max_body)
@@ -329,7 +321,35 @@ class ClaudeBridge:
             _respond(flow, 500, error.response().model_dump())
             flow.comment = "claude-bridge: failed (see the log)"
 
+    def _admit(self, flow: http.HTTPFlow) -> bool:
+        """Whether a flow is a bridged request to route; a refusal is answered here, before the body is read."""
+        claim = destination.claim(flow, ctx.options.bridge_hosts)
+        if claim is Claim.NOT_OURS:
+            return False
+        refusal = _refusal(flow, claim)
+        if refusal is None:
+            return True
+        _respond(flow, refusal.status, refusal.response().model_dump())
+        flow.comment = f"claude-bridge: refused with {refusal.status}: {refusal.error.message}"
+        return False
+
+    def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
+        """Fail closed: nothing reaches a bridged host's server unless the user chose passthrough for other endpoints.
+
+        The request hooks answer or refuse every bridged request; this catches whatever slips past them.
+        """
+        if ctx.options.bridge_other_endpoints == "passthrough":
+            return
+        address = data.server.address
+        names = destination.connection_names(data.client) | ({destination.normalise(address[0])} if address else set())
+        refused = names & {destination.normalise(host) for host in ctx.options.bridge_hosts}
+        if refused and not self.backend.serves(address):  # diverted flows keep the client's SNI
+            data.server.error = f"claude-bridge: no connection to {', '.join(sorted(refused))} leaves this machine"
+            logger.warning("Refused a connection to %s (a bridged host) that no request hook answered.", address)
+
     def responseheaders(self, flow: http.HTTPFlow) -> None:
+        if not flow.live:
+            return
         bridged = self._flows.get(flow.id)
         if bridged is None or flow.response is None:
             return
@@ -342,7 +362,7 @@ class ClaudeBridge:
         bridged = self._flows.pop(flow.id, None)
         if bridged is not None:
             self._undivert(bridged)  # another addon may have answered it before the backend did
-        elif flow.request.host not in ctx.options.bridge_hosts:
+        elif not flow.live or destination.claim(flow, ctx.options.bridge_hosts) is Claim.NOT_OURS:
             return
         self._log_request(flow, bridged)
 
@@ -560,6 +580,18 @@ def _exposure_problem() -> str | None:
         "reach it could use your Claude subscription. Set one with --set bridge_access_key=KEY (clients send it "
         "as their API key), or listen on loopback (--listen-host 127.0.0.1)."
     )
+
+
+def _refusal(flow: http.HTTPFlow, claim: Claim) -> OpenAIError | None:
+    if claim is Claim.MISDIRECTED:
+        return destination.misdirected(flow, ctx.options.bridge_hosts)
+    key = ctx.options.bridge_access_key
+    if key and not access.has_key(flow.request.headers.get("authorization"), key):
+        return access.unauthorized()
+    length = flow.request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > ctx.options.bridge_max_body:
+        return too_large(ctx.options.bridge_max_body)
+    return None
 
 
 def _body(flow: http.HTTPFlow) -> bytes:

@@ -67,6 +67,10 @@ class Backend:
         port: int = self._server.sockets[0].getsockname()[1]
         return port
 
+    def serves(self, address: tuple[str, int] | None) -> bool:
+        """Whether a server connection is to this backend (so a diverted flow, whatever names it carries)."""
+        return self._server is not None and address == ("127.0.0.1", self.port)
+
     async def start(self) -> None:
         self._stopping.clear()
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)

@@ -16,8 +16,11 @@ SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 
 
 def bridged_host_patterns(hosts: Iterable[str]) -> list[str]:
-    """`allow_hosts` patterns (matched against host:port) so that only the bridged hosts are decrypted."""
-    return [rf"^{re.escape(host)}:\d+$" for host in hosts]
+    """`allow_hosts` patterns (matched against host:port, without case) so that only the bridged hosts are decrypted.
+
+    A name with the root's trailing dot is the same host: left out, its traffic would reach the real API encrypted.
+    """
+    return [rf"^{re.escape(host.rstrip('.'))}\.?:\d+$" for host in hosts]
 
 
 def helper(name: str) -> Path:
