@@ -55,14 +55,14 @@ def make_ca(common_name: str) -> CA:
     return cert, key
 
 
-def make_leaf(ca: CA) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    """A server certificate for localhost and 127.0.0.1, issued by `ca`."""
+def make_leaf(ca: CA, host: str = "localhost") -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A server certificate for `host` and 127.0.0.1, issued by `ca`."""
     ca_cert, ca_key = ca
     key = ec.generate_private_key(ec.SECP256R1())
-    names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    names = [x509.DNSName(host), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
     cert = (
         _valid_now(x509.CertificateBuilder())
-        .subject_name(_name("localhost"))
+        .subject_name(_name(host))
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -86,11 +86,23 @@ def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 
 class TlsServer:
-    """Answers every request with JSON naming what it received, and records it."""
+    """Answers every request with JSON naming what it received, and records it.
 
-    def __init__(self, folder: Path, ca: CA | None = None) -> None:
+    By default on a free loopback port as `localhost`; as the real API's stand-in, on that host's address and name
+    (and, with `tls=False`, as its plain HTTP port).
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        ca: CA | None = None,
+        *,
+        host: str = "localhost",
+        address: tuple[str, int] = ("127.0.0.1", 0),
+        tls: bool = True,
+    ) -> None:
         ca = ca or make_ca("tls-server test CA")
-        leaf, key = make_leaf(ca)
+        leaf, key = make_leaf(ca, host)
         self.ca = folder / "tls-server-ca.pem"
         self.ca.write_bytes(cert_pem(ca[0]))
         chain = folder / "tls-server-leaf.pem"
@@ -123,9 +135,10 @@ class TlsServer:
                 self.end_headers()
                 self.wfile.write(answer)
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = ThreadingHTTPServer(address, Handler)
         self._httpd.daemon_threads = True
-        self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
+        if tls:
+            self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
