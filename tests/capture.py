@@ -16,6 +16,8 @@ import contextlib
 import http.client
 import json
 import os
+import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -32,11 +34,17 @@ from tls_server import TlsServer  # noqa: E402
 
 API_HOST = "api.openai.com"
 API_ADDRESS = "192.0.2.10"  # TEST-NET-1, on lo: where the "real API" is
+PROBE_ADDRESS = "192.0.2.11"  # on lo too, where nothing listens
 APP_GROUP = 65534  # the captured app runs in this group (nogroup); the bridge and the CLI do not
 BRIDGE_PORT = 8080
 APP_KEY = "sk-app-key"  # the app's API key, and the bridge's access key (WireGuard listens beyond loopback)
 PEER_NAMESPACE = "claude-bridge-peer"
 WIREGUARD_HOST, PEER_HOST = "198.18.0.1", "198.18.0.2"  # the bridge's and the WireGuard device's LAN addresses
+MODES = {
+    "transparent": f"transparent@{BRIDGE_PORT}",
+    "wireguard": f"wireguard@{WIREGUARD_HOST}:51820",
+    "local": "local:python",  # the app's process name; the capture is scoped to its cgroup besides
+}
 USER_HI = [{"role": "user", "content": "hi"}]
 
 
@@ -48,15 +56,20 @@ def isolate(folder: Path) -> None:
     """Mounts private to this namespace; lo up with the API's address; api.openai.com resolving to it."""
     run("mount", "--make-rprivate", "/")
     run("ip", "link", "set", "lo", "up")
-    run("ip", "addr", "add", f"{API_ADDRESS}/32", "dev", "lo")
+    for address in (API_ADDRESS, PROBE_ADDRESS):
+        run("ip", "addr", "add", f"{address}/32", "dev", "lo")
     hosts = folder / "hosts"
-    hosts.write_text(f"127.0.0.1 localhost\n{API_ADDRESS} {API_HOST}\n")
+    # This machine's own name too: sudo (local mode's redirector) looks it up, and no DNS answers here.
+    hosts.write_text(f"127.0.0.1 localhost {socket.gethostname()}\n{API_ADDRESS} {API_HOST}\n")
     run("mount", "--bind", str(hosts), "/etc/hosts")
 
 
 @contextlib.contextmanager
-def bridge(folder: Path, fake_url: str, mode: str, claude_bin: str, options: list[str]) -> Iterator[Path]:
-    """The bridge as a user starts it; yields its log once it is ready."""
+def bridge(
+    folder: Path, fake_url: str, mode: str, claude_bin: str, options: list[str], ctrl_c: bool
+) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """The bridge as a user starts it, once it is ready; stopped by SIGTERM, or with `ctrl_c` as Ctrl-C in a
+    terminal stops it: SIGINT to its whole process group."""
     home = folder / "bridge-home"
     home.mkdir()
     log = home / "bridge.log"
@@ -65,16 +78,22 @@ def bridge(folder: Path, fake_url: str, mode: str, claude_bin: str, options: lis
     for option in options:
         argv += ["--set", option]
     with log.open("wb") as out:
-        process = subprocess.Popen(argv, env=bridge_env(home, fake_url), stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            argv, env=bridge_env(home, fake_url), stdout=out, stderr=subprocess.STDOUT, process_group=0
+        )
     try:
         deadline = time.monotonic() + 60
         while b" ready, answering with " not in log.read_bytes():
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the bridge did not start:\n{log.read_text()}")
             time.sleep(0.05)
-        yield log
+        yield process, log
     finally:
-        process.terminate()
+        if process.poll() is None:
+            if ctrl_c:
+                os.killpg(process.pid, signal.SIGINT)
+            else:
+                process.terminate()
         process.wait(20)
 
 
@@ -111,11 +130,32 @@ def wireguard_peer(folder: Path, bridge_log: Path) -> Iterator[list[str]]:
         run(*peer, "wg", "setconf", "cbwg", str(setconf))
         run("ip", "-n", PEER_NAMESPACE, "addr", "add", address, "dev", "cbwg")
         run("ip", "-n", PEER_NAMESPACE, "link", "set", "cbwg", "mtu", "1420", "up")
-        run("ip", "-n", PEER_NAMESPACE, "route", "add", f"{API_ADDRESS}/32", "dev", "cbwg")
+        for address in (API_ADDRESS, PROBE_ADDRESS):
+            run("ip", "-n", PEER_NAMESPACE, "route", "add", f"{address}/32", "dev", "cbwg")
         yield peer
     finally:
         tunnel.terminate()
         tunnel.wait(10)
+
+
+@contextlib.contextmanager
+def capture_cgroup() -> Iterator[list[str]]:
+    """Local capture's eBPF program attaches to whatever cgroup2 hierarchy is at /sys/fs/cgroup: here a new child
+    cgroup, so only the app is captured (not the bridge, its CLIs, the fake API or anything else on the machine).
+    Yields the prefix that runs a command in it; the child cgroup is removed after."""
+    # Mounted outside the scene's folder, whose clean-up must never walk into the machine's cgroups.
+    hierarchy = Path(tempfile.mkdtemp(prefix="claude-bridge-cgroup2-"))
+    run("mount", "-t", "cgroup2", "cgroup2", str(hierarchy))
+    child = hierarchy / f"claude-bridge-app-{os.getpid()}"
+    child.mkdir()
+    try:
+        run("mount", "--bind", str(child), "/sys/fs/cgroup")
+        yield ["sh", "-c", 'echo $$ > /sys/fs/cgroup/cgroup.procs && exec "$@"', "sh"]
+    finally:
+        subprocess.run(["umount", "/sys/fs/cgroup"], capture_output=True)
+        child.rmdir()
+        run("umount", str(hierarchy))
+        hierarchy.rmdir()
 
 
 def link_peer_namespace() -> None:
@@ -170,19 +210,26 @@ def outcome(step: Callable[[], object]) -> object:
         return f"{type(e).__name__}: {e}"
 
 
+def wait_until_captured() -> None:
+    """Local capture starts a moment after the bridge. Nothing listens on the probe's address: a connection there
+    is refused until the capture takes it, so no request is sent (and counted as leaked) before."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection((PROBE_ADDRESS, 443), timeout=5).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def app() -> None:
     """The hard-coded app: what it gets for each request, as JSON on stdout."""
     import openai
 
-    deadline = time.monotonic() + 60
-    while True:  # the capture may take a moment to start after the bridge (local mode's redirector)
-        try:
-            health, _ = request("http", "GET", "/health")
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
+    wait_until_captured()
+    health, _ = request("http", "GET", "/health")
     client = openai.OpenAI(api_key=APP_KEY, max_retries=0, _strict_response_validation=True)
     assert str(client.base_url) == f"https://{API_HOST}/v1/"
     plain = openai.OpenAI(base_url=f"http://{API_HOST}/v1", api_key=APP_KEY, max_retries=0)
@@ -207,7 +254,7 @@ def app() -> None:
     print(json.dumps(answers))
 
 
-def scenario(mode: str, passthrough: bool, claude_bin: str) -> dict[str, object]:
+def scenario(mode: str, claude_bin: str, passthrough: bool, ctrl_c: bool, kill_redirector: bool) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="claude-bridge-capture-") as tmp, contextlib.ExitStack() as stack:
         folder = Path(tmp)
         os.chmod(folder, 0o755)
@@ -221,33 +268,61 @@ def scenario(mode: str, passthrough: bool, claude_bin: str) -> dict[str, object]
         options += ["bridge_other_endpoints=passthrough"] if passthrough else []
         if mode == "wireguard":
             link_peer_namespace()
-        spec = {"transparent": f"transparent@{BRIDGE_PORT}", "wireguard": f"wireguard@{WIREGUARD_HOST}:51820"}[mode]
-        log = stack.enter_context(bridge(folder, fake.url, spec, claude_bin, options))
+        in_cgroup = stack.enter_context(capture_cgroup()) if mode == "local" else []
+        process, log = stack.enter_context(bridge(folder, fake.url, MODES[mode], claude_bin, options, ctrl_c))
         ca = folder / "bridge-ca.pem"  # readable by the app, whatever its group
         ca.write_bytes((log.parent / "certs" / "mitmproxy-ca-cert.pem").read_bytes())
         if mode == "transparent":
-            prefix = redirect_transparently(BRIDGE_PORT)
-        else:
-            prefix = stack.enter_context(wireguard_peer(folder, log))
-        answers = run_app(ca, folder, prefix, in_group=mode == "transparent")
+            redirect_transparently(BRIDGE_PORT)
+        in_peer = stack.enter_context(wireguard_peer(folder, log)) if mode == "wireguard" else []
+        answers = run_app(ca, folder, in_cgroup + in_peer, in_group=mode == "transparent")
+        if kill_redirector:  # local capture lost while the bridge runs: the bridge must stop and say so
+            for pid in find_processes(b"mitmproxy-linux-redirector"):
+                if not Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"sudo"):
+                    os.kill(pid, signal.SIGKILL)
+            process.wait(30)
+        stack.close()  # the bridge stops as a user stops it; what it leaves behind is reported
         return {
             "app": answers,
             "real_api_received": [f"{r.method} {r.path}" for r in https.received + plain.received],
             "fake_api_requests": len(fake.requests),
+            "bridge_exit": process.returncode,
+            "left_running": left_running(),
             "bridge_log": log.read_text(),
         }
 
 
+def left_running() -> list[str]:
+    """Processes in this network namespace besides this one and its parent (`unshare`)."""
+    return [
+        Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        for pid in find_processes(b"")
+        if pid not in (os.getpid(), os.getppid())
+    ]
+
+
+def find_processes(in_command_line: bytes) -> list[int]:
+    """Processes in this network namespace whose command line has `in_command_line`."""
+    here, found = os.readlink("/proc/self/ns/net"), []
+    for process in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError):
+            if os.readlink(process / "ns/net") == here and in_command_line in (process / "cmdline").read_bytes():
+                found.append(int(process.name))
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["app", "transparent", "wireguard"])
+    parser.add_argument("mode", choices=["app", "transparent", "wireguard", "local"])
     parser.add_argument("--passthrough", action="store_true")
+    parser.add_argument("--ctrl-c", action="store_true", help="stop the bridge with SIGINT to its process group")
+    parser.add_argument("--kill-redirector", action="store_true", help="kill local capture's redirector")
     parser.add_argument("--claude-bin", default=str(HERE.parent / "node_modules" / ".bin" / "claude"))
     args = parser.parse_args()
     if args.mode == "app":
         app()
     else:
-        print(json.dumps(scenario(args.mode, args.passthrough, args.claude_bin)))
+        print(json.dumps(scenario(args.mode, args.claude_bin, args.passthrough, args.ctrl_c, args.kill_redirector)))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import sys
 import openai
 import pytest
 
+from claude_bridge import redirector
 from conftest import ROOT, Bridge, bridge_env, free_port
 from tls_server import TlsServer
 
@@ -144,3 +145,34 @@ def test_several_modes_at_once(tmp_path, fake, claude_bin, monkeypatch):
         assert f"WireGuard server listening at 127.0.0.1:{wireguard}" in log
     finally:
         as_proxy.stop()
+
+
+def test_local_mode_without_sudo_is_refused_at_start(tmp_path):
+    """mitmproxy elevates its redirector through sudo even as root; without one it fails with "Failed to run sudo"."""
+    started = subprocess.run(
+        [sys.executable, "-m", "claude_bridge", "--mode", "local"],
+        env={"PATH": str(tmp_path), "HOME": str(tmp_path)},
+        capture_output=True,
+        timeout=60,
+    )
+    assert started.returncode == 1
+    assert "there is no sudo on PATH" in started.stderr.decode()
+
+
+@pytest.mark.parametrize(
+    ("mountinfo", "expected"),
+    [
+        ("35 24 0:30 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate", "cgroup2"),
+        ("35 24 0:30 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755", "tmpfs"),
+        (
+            "35 24 0:30 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n36 35 0:31 / /sys/fs/cgroup/unified rw - cgroup2 c rw",
+            "tmpfs",
+        ),
+        ("36 35 0:31 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n40 35 0:40 / /sys/fs/cgroup rw - cgroup2 c rw", "cgroup2"),
+        ("22 1 0:21 / /proc rw - proc proc rw", None),
+    ],
+)
+def test_the_cgroup_hierarchy_local_capture_attaches_to_is_read_from_mountinfo(tmp_path, mountinfo, expected):
+    path = tmp_path / "mountinfo"
+    path.write_text(mountinfo + "\n")
+    assert redirector.mount_type("/sys/fs/cgroup", path) == expected

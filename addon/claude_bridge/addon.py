@@ -17,7 +17,7 @@ from mitmproxy import ctx, exceptions, http, log
 from mitmproxy.proxy import server_hooks
 from pydantic import BaseModel
 
-from . import access, backend, destination, interception
+from . import access, backend, destination, interception, redirector
 from .banner import banner
 from .body import request_body, too_large
 from .claude import rundir
@@ -99,6 +99,9 @@ class ClaudeBridge:
         self._allow_hosts: list[str] = []
         self.limiter = RunLimiter(max_runs=8, max_queued=32)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._redirector: redirector.Watch | None = None
+        self.failure: str | None = None
+        """Why the bridge stopped itself (its launcher then exits 1)."""
 
     def load(self, loader: Any) -> None:
         loader.add_option(
@@ -278,6 +281,8 @@ class ClaudeBridge:
         # With the default `eager`, mitmproxy would dial the real api.openai.com before we see the request.
         ctx.options.update(connection_strategy="lazy")
         rundir.remove_stale()
+        if redirector.captures_locally(ctx.options.mode):
+            self._redirector = redirector.Watch(self._capture_lost)
         await self.backend.start()
         await self._probe_claude()
         self._running = True
@@ -286,8 +291,20 @@ class ClaudeBridge:
         if os.environ.get("ANTHROPIC_API_KEY") and not ctx.options.claude_allow_api_key:
             logger.info("ANTHROPIC_API_KEY is set but withheld from the CLI, which uses your subscription login.")
 
+    def _capture_lost(self, words: str) -> None:
+        self.failure = (
+            f"local capture failed: mitmproxy's redirector exited ({words}), so no app's traffic reaches the bridge; "
+            "the lines above say why (on hosts without a cgroup2 /sys/fs/cgroup its eBPF program cannot attach). "
+            "Stopping."
+        )
+        logger.error(self.failure)
+        ctx.master.shutdown()
+
     async def done(self) -> None:
         """Runs end with an error their clients see; mitmproxy gets a moment to pass those last bytes on."""
+        if self._redirector is not None:
+            # Left to mitmproxy, the redirector outlives it with its eBPF program attached for a while.
+            await self._redirector.stop()
         await self.backend.stop()
         if self.settings.pool is not None:
             await self.settings.pool.close()

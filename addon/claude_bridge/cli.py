@@ -215,3 +215,6 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         dump = _with_bridge(DumpMaster, started)
         mitmproxy_main.run(dump, cmdline.mitmdump, mitmproxy_argv, _command_line_wins(started))
+    bridge = started[0].addons.get("claudebridge") if started else None
+    if bridge is not None and bridge.failure:
+        sys.exit(1)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from mitmproxy.proxy import mode_specs
 
+from . import redirector
+
 CA_CERT = "mitmproxy-ca-cert.pem"
 CA_KEY = "mitmproxy-ca.pem"
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
@@ -60,7 +62,7 @@ export NODE_USE_ENV_PROXY=1"""
 
 def mode_problems(specs: Sequence[str]) -> list[str]:
     """Why a mode cannot start on this machine, found before mitmproxy tries (and fails less clearly)."""
-    problems = []
+    problems = redirector.problems() if redirector.captures_locally(list(specs)) else []
     is_root = os.geteuid() == 0 if hasattr(os, "geteuid") else True
     for spec in specs:
         mode = mode_specs.ProxyMode.parse(spec)
