@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import openai
 import pytest
@@ -27,8 +28,15 @@ def test_the_banner_of_a_proxy_names_the_ca(start_bridge, tmp_path):
     assert f"CA certificate apps must trust: {tmp_path / 'certs' / 'mitmproxy-ca-cert.pem'}" in log
 
 
-def request_lines(bridge) -> list[str]:
-    return [line for line in bridge.log.read_text().splitlines() if re.search(r"\] (GET|POST) /", line)]
+def request_lines(bridge, count: int) -> list[str]:
+    """The last `count` request lines, once there are that many: a line is written when its response has ended,
+    which may be a moment after the client has read it."""
+    deadline = time.monotonic() + 10
+    while True:
+        lines = [line for line in bridge.log.read_text().splitlines() if re.search(r"\] (GET|POST) /", line)]
+        if len(lines) >= count or time.monotonic() > deadline:
+            return lines[-count:]
+        time.sleep(0.02)
 
 
 def test_each_request_gets_one_line_with_what_happened(start_bridge, fake):
@@ -38,7 +46,7 @@ def test_each_request_gets_one_line_with_what_happened(start_bridge, fake):
     client.models.list()
     with pytest.raises(openai.NotFoundError):
         client.embeddings.create(model="text-embedding-3-small", input="x")
-    chat, models, refused = request_lines(bridge)[-3:]
+    chat, models, refused = request_lines(bridge, 3)
     assert re.search(
         r"POST /v1/chat/completions -> 200 gpt-4o as claude-\S+: finished \(end_turn\); first token \d+ ms; \d+ ms; "
         r"tokens in \d+ \(cached \d+\) out \d+; \$\d+\.\d{4}; runs \d+, queued \d+, warm \d+$",
@@ -51,8 +59,14 @@ def test_each_request_gets_one_line_with_what_happened(start_bridge, fake):
 def test_json_logs_are_one_object_per_line_with_the_request_fields(start_bridge, fake):
     bridge = start_bridge("bridge_log_format=json")
     bridge.client().chat.completions.create(model="sonnet", messages=[{"role": "user", "content": "hi"}])
-    entries = [json.loads(line) for line in bridge.log.read_text().splitlines() if line.startswith("{")]
-    (chat,) = [entry for entry in entries if entry.get("path") == "/v1/chat/completions"]
+    deadline = time.monotonic() + 10  # the line is written when the response has ended, maybe after the client read it
+    while True:
+        entries = [json.loads(line) for line in bridge.log.read_text().splitlines() if line.startswith("{")]
+        chats = [entry for entry in entries if entry.get("path") == "/v1/chat/completions"]
+        if chats or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    (chat,) = chats
     assert chat["method"] == "POST"
     assert chat["status"] == 200
     assert chat["model"] == "sonnet"
