@@ -21,6 +21,7 @@ def openai_flow(method: str, path: str, body: dict | None = None, host: str = "a
         content=json.dumps(body).encode() if body is not None else b"",
     )  # fmt: skip
     request.headers["Host"] = host
+    request.headers["Content-Type"] = "application/json"
     flow = tflow.tflow(req=request)
     flow.client_conn.sni = host
     return flow

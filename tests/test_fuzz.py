@@ -489,6 +489,10 @@ class RawRequest:
             head.append(b"Content-Length: %d" % declared[self.framing])
         return b"\r\n".join(head) + b"\r\n\r\n" + payload
 
+    def refused_as_not_json(self) -> bool:
+        content_type = dict(self.headers).get(b"Content-Type", b"")
+        return self.method == "POST" and content_type.split(b";")[0].strip().lower() != b"application/json"
+
     def expected(self) -> set[int | None]:
         """The statuses the bridge may answer with, as its parsers decide for the body it reads.
 
@@ -497,7 +501,12 @@ class RawRequest:
         """
         body = self.payload
         if self.framing == "long":
-            return {None, 413} if len(body) + LONG_BY > MAX_BODY else {None}
+            oversized = len(body) + LONG_BY > MAX_BODY
+            return {None, 413} if oversized else {None, 415} if self.refused_as_not_json() else {None}
+        if self.framing == "length" and len(body) > MAX_BODY:
+            return {413}  # refused on its Content-Length, before the type is looked at
+        if self.refused_as_not_json():
+            return {415}
         if self.framing == "short":
             body = body[: len(body) // 2]
         if len(body) > MAX_BODY:

@@ -16,6 +16,8 @@ from mitmproxy import io
 from conftest import ROOT, Bridge, bridge_env, free_port
 from fake_anthropic import Reply
 
+JSON_HEADERS = {"Content-Type": "application/json"}
+
 
 def call(url: str, method: str = "GET", body: bytes | None = None) -> tuple[int, dict, dict]:
     request = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": "application/json"})
@@ -129,7 +131,7 @@ def test_web_flag_serves_mitmweb_beside_the_bridge(start_bridge, fake):
 def test_a_chunked_request_body_is_answered(bridge, fake):
     body = json.dumps({"model": "sonnet", "messages": [{"role": "user", "content": "chunked"}]}).encode()
     connection = http.client.HTTPConnection("127.0.0.1", bridge.port, timeout=30)
-    connection.request("POST", "/v1/chat/completions", body=iter([body[:10], body[10:]]), encode_chunked=True)
+    connection.request("POST", "/v1/chat/completions", iter([body[:10], body[10:]]), JSON_HEADERS, encode_chunked=True)
     response = connection.getresponse()
     assert response.status == 200
     assert json.loads(response.read())["choices"][0]["message"]["content"] == "ECHO: chunked"
@@ -165,11 +167,11 @@ def test_a_64_mb_body_gets_413_in_openais_shape(bridge, fake, chunked):
     connection = http.client.HTTPConnection("127.0.0.1", bridge.port, timeout=60)
     if chunked:
         pieces = iter([body[i : i + 1024 * 1024] for i in range(0, len(body), 1024 * 1024)])
-        connection.request("POST", "/v1/chat/completions", body=pieces, encode_chunked=True)
+        connection.request("POST", "/v1/chat/completions", pieces, JSON_HEADERS, encode_chunked=True)
     else:
         # The bridge may answer and close before the whole body is sent.
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            connection.request("POST", "/v1/chat/completions", body=body)
+            connection.request("POST", "/v1/chat/completions", body, JSON_HEADERS)
     response = connection.getresponse()
     assert response.status == 413
     assert json.loads(response.read())["error"]["code"] == "request_too_large"

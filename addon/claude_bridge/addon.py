@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from mitmproxy import ctx, exceptions, http, log
-from mitmproxy.proxy import server_hooks
+from mitmproxy.proxy import mode_specs, server_hooks
 from pydantic import BaseModel
 
-from . import access, backend, destination, interception, redirector
+from . import access, admission, backend, destination, interception, origins, redirector
 from .banner import banner
 from .body import request_body, too_large
 from .claude import rundir
@@ -100,6 +100,7 @@ class ClaudeBridge:
         self.limiter = RunLimiter(max_runs=8, max_queued=32)
         self._tasks: set[asyncio.Task[None]] = set()
         self._redirector: redirector.Watch | None = None
+        self._rewrites_host_header = False
         self.failure: str | None = None
         """Why the bridge stopped itself (its launcher then exits 1)."""
 
@@ -156,6 +157,23 @@ class ClaudeBridge:
             "",
             "A key clients must send as their API key (Authorization: Bearer KEY). Required when the proxy "
             "listens beyond loopback; with it, passthrough requests leave without their Authorization header.",
+        )
+        loader.add_option(
+            "bridge_cors_origins",
+            Sequence[str],
+            list(origins.DEFAULT_ORIGINS),
+            "Web pages allowed to call the bridge from a browser (their Origin, * matching any port or name), "
+            "with CORS answers so they can read what they get; every other page is refused (403) before the body "
+            "is read. By default pages served from this machine's loopback addresses and desktop apps' own "
+            "schemes (app://, file://, tauri://, vscode-webview://, vscode-file://).",
+        )
+        loader.add_option(
+            "bridge_allowed_hosts",
+            Sequence[str],
+            [],
+            "Host names, besides localhost, loopback addresses and this machine's own name, that clients may put "
+            "in the Host header of requests to the reverse port over loopback (any other is a web page's name "
+            "resolving here, as in DNS rebinding: 403).",
         )
         loader.add_option(
             "bridge_log_prompts",
@@ -280,6 +298,10 @@ class ClaudeBridge:
             return
         # With the default `eager`, mitmproxy would dial the real api.openai.com before we see the request.
         ctx.options.update(connection_strategy="lazy")
+        if not ctx.options.keep_host_header:
+            # Reverse mode's Host is the client's only with this on; the bridge then sets the target's itself.
+            self._rewrites_host_header = True
+            ctx.options.update(keep_host_header=True)
         rundir.remove_stale()
         if redirector.captures_locally(ctx.options.mode):
             self._redirector = redirector.Watch(self._capture_lost)
@@ -314,9 +336,10 @@ class ClaudeBridge:
             await asyncio.sleep(0.05)
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        """Refuse a misdirected request, a caller without the access key or an oversized body before the body."""
+        """Refuse a request that may not come in, or answer a page's preflight, before the body is read."""
         if flow.response or not flow.live:
             return
+        admission.remember_client_host(flow, rewrite=self._rewrites_host_header)
         self._admit(flow)
 
     def request(self, flow: http.HTTPFlow) -> None:
@@ -339,15 +362,14 @@ class ClaudeBridge:
             flow.comment = "claude-bridge: failed (see the log)"
 
     def _admit(self, flow: http.HTTPFlow) -> bool:
-        """Whether a flow is a bridged request to route; a refusal is answered here, before the body is read."""
+        """Whether a flow is a bridged request to route; refusals and preflights are answered here."""
         claim = destination.claim(flow, ctx.options.bridge_hosts)
         if claim is Claim.NOT_OURS:
             return False
-        refusal = _refusal(flow, claim)
-        if refusal is None:
+        turned = admission.check(flow, claim)
+        if turned is None:
             return True
-        _respond(flow, refusal.status, refusal.response().model_dump())
-        flow.comment = f"claude-bridge: refused with {refusal.status}: {refusal.error.message}"
+        flow.response, flow.comment = turned.response, turned.comment
         return False
 
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
@@ -363,6 +385,9 @@ class ClaudeBridge:
         if refused and not self.backend.serves(address):  # diverted flows keep the client's SNI
             data.server.error = f"claude-bridge: no connection to {', '.join(sorted(refused))} leaves this machine"
             logger.warning("Refused a connection to %s (a bridged host) that no request hook answered.", address)
+        elif self._rewrites_host_header and isinstance(data.client.proxy_mode, mode_specs.ReverseMode):
+            # What mitmproxy does without keep_host_header: the target's name, not the client's, as upstream SNI.
+            data.server.sni = data.server.sni or data.client.proxy_mode.address[0]
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         if not flow.live:
@@ -374,6 +399,7 @@ class ClaudeBridge:
         # The backend closes each connection after its answer; the client's connection should stay reusable.
         flow.response.headers.pop("Connection", None)
         flow.response.stream = bridged.tee
+        _let_page_read(flow)
 
     def response(self, flow: http.HTTPFlow) -> None:
         bridged = self._flows.pop(flow.id, None)
@@ -381,6 +407,8 @@ class ClaudeBridge:
             self._undivert(bridged)  # another addon may have answered it before the backend did
         elif not flow.live or destination.claim(flow, ctx.options.bridge_hosts) is Claim.NOT_OURS:
             return
+        else:
+            _let_page_read(flow)  # answered in place; sent after this hook
         self._log_request(flow, bridged)
 
     def error(self, flow: http.HTTPFlow) -> None:
@@ -599,16 +627,16 @@ def _exposure_problem() -> str | None:
     )
 
 
-def _refusal(flow: http.HTTPFlow, claim: Claim) -> OpenAIError | None:
-    if claim is Claim.MISDIRECTED:
-        return destination.misdirected(flow, ctx.options.bridge_hosts)
-    key = ctx.options.bridge_access_key
-    if key and not access.has_key(flow.request.headers.get("authorization"), key):
-        return access.unauthorized()
-    length = flow.request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > ctx.options.bridge_max_body:
-        return too_large(ctx.options.bridge_max_body)
-    return None
+def _let_page_read(flow: http.HTTPFlow) -> None:
+    """CORS for an allowed page (admission refused any other before its request went further)."""
+    origin = flow.request.headers.get("origin")
+    if (
+        origin
+        and flow.response is not None
+        and "access-control-allow-origin" not in flow.response.headers
+        and origins.origin_allowed(origin, ctx.options.bridge_cors_origins)
+    ):
+        origins.allow(flow.response, origin)
 
 
 def _body(flow: http.HTTPFlow) -> bytes:

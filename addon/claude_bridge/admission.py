@@ -1,0 +1,88 @@
+"""Who gets in: the checks on a bridged request's headers, made before its body is read.
+
+In order: names that disagree (misdirected), a web page's origin, a rebinding page's Host, a page's preflight (answered
+here, before the access key it cannot carry), the access key, the announced size, and JSON for the bridge's own
+endpoints. Each refusal is an OpenAI error; the flow is then answered in place and goes nowhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mitmproxy import ctx, http
+from mitmproxy.net.http import url
+from mitmproxy.proxy import mode_specs
+
+from . import access, destination, origins
+from .body import too_large
+from .destination import Claim
+from .openai.errors import OpenAIError
+
+# The endpoints whose JSON the bridge reads itself; other paths are refused or passed through as they are.
+ANSWERED_POSTS = ("/v1/chat/completions", "/v1/responses", "/v1/completions", "/v1/moderations")
+CLIENT_HOST = "claude-bridge-client-host"
+
+
+@dataclass(frozen=True)
+class Turned:
+    """A request answered here instead of being routed: a refusal, or an allowed page's preflight."""
+
+    response: http.Response
+    comment: str
+
+
+def remember_client_host(flow: http.HTTPFlow, rewrite: bool) -> None:
+    """Keep the Host a reverse-mode client sent; with `rewrite`, then set the target's, as mitmproxy would have.
+
+    mitmproxy rewrites it before any addon looks, unless keep_host_header is on: the bridge turns that on (in
+    `running`) to see it, and rewrites it itself, unless the user had chosen to keep it.
+    """
+    mode = flow.client_conn.proxy_mode
+    if isinstance(mode, mode_specs.ReverseMode) and CLIENT_HOST not in flow.metadata:
+        flow.metadata[CLIENT_HOST] = flow.request.host_header
+        if rewrite:
+            scheme = "https" if mode.scheme in ("https", "http3", "tls", "quic", "dtls") else "http"
+            flow.request.host_header = url.hostport(scheme, *mode.address)
+
+
+def check(flow: http.HTTPFlow, claim: Claim) -> Turned | None:
+    refusal = _refusal_of_caller(flow, claim)
+    origin = flow.request.headers.get("origin")
+    if refusal is None and origin is not None and origins.is_preflight(flow.request):
+        return Turned(origins.preflight(flow.request, origin), f"claude-bridge: preflight of {origin} allowed")
+    refusal = refusal or _refusal_of_request(flow)
+    if refusal is None:
+        return None
+    response = http.Response.make(
+        refusal.status, refusal.response().model_dump_json().encode(), {"Content-Type": "application/json"}
+    )
+    return Turned(response, f"claude-bridge: refused with {refusal.status}: {refusal.error.message}")
+
+
+def _refusal_of_caller(flow: http.HTTPFlow, claim: Claim) -> OpenAIError | None:
+    if claim is Claim.MISDIRECTED:
+        return destination.misdirected(flow, ctx.options.bridge_hosts)
+    origin = flow.request.headers.get("origin")
+    if origin is not None and not origins.origin_allowed(origin, ctx.options.bridge_cors_origins):
+        return origins.foreign_origin(origin)
+    host = flow.metadata.get(CLIENT_HOST)
+    # A bridged host's name is no page's own: a client may send it (curl --resolve, a hosts file entry).
+    allowed_hosts = [*ctx.options.bridge_allowed_hosts, *ctx.options.bridge_hosts]
+    if host and origins.arrived_over_loopback(flow) and not origins.host_allowed(host, allowed_hosts):
+        return origins.foreign_host(host)
+    return None
+
+
+def _refusal_of_request(flow: http.HTTPFlow) -> OpenAIError | None:
+    request = flow.request
+    key = ctx.options.bridge_access_key
+    if key and not access.has_key(request.headers.get("authorization"), key):
+        return access.unauthorized()
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > ctx.options.bridge_max_body:
+        return too_large(ctx.options.bridge_max_body)
+    path = request.path.split("?", 1)[0].rstrip("/")
+    content_type = request.headers.get("content-type")
+    if request.method == "POST" and path in ANSWERED_POSTS and not origins.is_json(content_type):
+        return origins.not_json(content_type)
+    return None
