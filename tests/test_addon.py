@@ -230,3 +230,40 @@ async def test_the_access_key_never_passes_through(bridge):
 
 def test_listen_port_option_counts_for_exposure():
     assert access.exposed_listen_addresses(["regular"], "0.0.0.0", 9000) == ["0.0.0.0:9000"]
+
+
+async def test_an_allowed_pages_preflight_is_answered_before_the_access_key_is_asked_for(bridge):
+    from mitmproxy import ctx
+
+    ctx.options.update(bridge_access_key="the-key")
+    flow = openai_flow("OPTIONS", "/v1/chat/completions")
+    flow.request.headers.update(
+        {"Origin": "http://localhost:5173", "Access-Control-Request-Method": "POST"},
+        **{"Access-Control-Request-Headers": "authorization,content-type"},
+    )
+    bridge.requestheaders(flow)
+    assert flow.response.status_code == 204
+    assert flow.response.headers["Access-Control-Allow-Origin"] == "http://localhost:5173"
+    assert flow.response.headers["Access-Control-Allow-Headers"] == "authorization,content-type"
+    foreign = openai_flow("OPTIONS", "/v1/chat/completions")
+    foreign.request.headers.update({"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+    bridge.requestheaders(foreign)
+    assert foreign.response.status_code == 403
+    assert "access-control-allow-origin" not in foreign.response.headers
+
+
+async def test_reverse_mode_keeps_the_clients_host_for_the_check_and_sends_the_targets_on(bridge):
+    flow = openai_flow("GET", "/v1/models")
+    flow.client_conn.proxy_mode = ProxyMode.parse("reverse:https://api.openai.com@3456")
+    flow.request.headers["Host"] = "localhost:3456"
+    bridge.requestheaders(flow)
+    assert flow.request.host_header == "api.openai.com"
+    bridge.request(flow)
+    assert flow.response.status_code == 200
+    rebound = openai_flow("GET", "/v1/models")
+    rebound.client_conn.proxy_mode = ProxyMode.parse("reverse:https://api.openai.com@3456")
+    rebound.client_conn.sockname = ("127.0.0.1", 3456)  # reached over loopback, as a rebinding page's request is
+    rebound.request.headers["Host"] = "rebind.example:3456"
+    bridge.requestheaders(rebound)
+    assert rebound.response.status_code == 403
+    assert json.loads(rebound.response.content)["error"]["code"] == "host_not_allowed"

@@ -1,7 +1,5 @@
 """`claude-bridge --web` in a real browser: a bridged flow as mitmweb shows it, in Debian's headless Chromium.
 
-Chromium and its WebDriver are Debian's (`apt-get install chromium chromium-driver`; `.ci/run` installs them).
-Selenium is given both paths, so Selenium Manager is never run and nothing is downloaded.
 `UPDATE_SCREENSHOT=1` makes the test rewrite docs/mitmweb.png, the README's picture of mitmweb.
 """
 
@@ -10,69 +8,31 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from chromium import chromium
 
 from conftest import ROOT, free_port
 
-CHROMIUM = os.environ.get("CHROMIUM_BIN") or shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = os.environ.get("CHROMEDRIVER_BIN") or shutil.which("chromedriver") or "/usr/bin/chromedriver"
 SCREENSHOT = ROOT / "docs" / "mitmweb.png"
 WIDTH, HEIGHT = 1400, 760
 PASSWORD = "browser-test-token"
 URL = "https://api.openai.com/v1/chat/completions"
 WAIT = 20  # seconds any one thing may take to appear on the page
 
-# Chromium on a closed network: no sandbox (root in a container), no GPU, and none of its own connections to Google
-# (which the network refuses) for updates, sync, field trials or QUIC probes.
-CHROMIUM_FLAGS = (
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--no-default-browser-check",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-proxy-server",
-    f"--window-size={WIDTH},{HEIGHT}",
-)
-
 
 @pytest.fixture
 def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not os.access(path, os.X_OK)]
-    if missing:
-        pytest.fail(
-            f"Headless Chromium is missing ({', '.join(missing)} not found): `.ci/run` installs Debian's "
-            "`chromium` and `chromium-driver` (`apt-get install -y chromium chromium-driver`); "
-            "or set CHROMIUM_BIN and CHROMEDRIVER_BIN."
-        )
-    try:
-        from selenium import webdriver
-    except ImportError:
-        pytest.fail("Selenium is missing: `pip install -e '.[test]'` (scripts/test installs the test extras).")
-    monkeypatch.setenv("SE_OFFLINE", "true")  # belt and braces: with a driver path Selenium Manager is not run
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}"):
-        options.add_argument(flag)
-    service = webdriver.ChromeService(executable_path=CHROMEDRIVER, log_output=str(tmp_path / "chromedriver.log"))
-    driver = webdriver.Chrome(options=options, service=service)
-    try:
+    with chromium(tmp_path, monkeypatch, f"--window-size={WIDTH},{HEIGHT}") as driver:
         # The page itself WIDTH x HEIGHT (--window-size counts the headless window's frame too).
         driver.execute_cdp_cmd(
             "Emulation.setDeviceMetricsOverride",
             {"width": WIDTH, "height": HEIGHT, "deviceScaleFactor": 1, "mobile": False},
         )
         yield driver
-    finally:
-        driver.quit()
 
 
 def wait_for(browser: Any, what: str, found: Callable[[], Any]) -> Any:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import fnmatch
 import ipaddress
+import re
 import socket
 from collections.abc import Iterable
 from urllib.parse import urlsplit
@@ -48,7 +49,8 @@ def origin_allowed(origin: str, patterns: Iterable[str]) -> bool:
         return False  # "null", or not an origin a browser would send
     host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname or ""
     canonical = f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
-    return any(fnmatch.fnmatchcase(canonical, pattern.lower()) for pattern in patterns)
+    # Brackets are literal (IPv6 hosts), not fnmatch's character classes; * is the only wildcard.
+    return any(fnmatch.fnmatchcase(canonical, re.sub(r"([\[\]?])", r"[\1]", pattern.lower())) for pattern in patterns)
 
 
 def host_allowed(host_header: str, allowed: Iterable[str]) -> bool:
