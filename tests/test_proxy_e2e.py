@@ -86,8 +86,10 @@ def test_bridged_flows_are_recorded_as_the_client_saw_them(start_bridge, fake, t
     bridge.stop()
     with saved.open("rb") as f:
         streamed, plain = [flow for flow in io.FlowReader(f).stream() if flow.request.path.startswith("/v1/chat")]
+    assert saved.stat().st_mode & 0o777 == 0o600  # prompts and answers: the user's alone
     for flow in (streamed, plain):
         assert flow.request.url == "https://api.openai.com/v1/chat/completions"
+        assert flow.request.headers["Authorization"] == "<redacted by claude-bridge>"  # it went nowhere
         assert json.loads(flow.request.content)["model"] == "gpt-4o"
         assert "claude-sonnet-5-5" in flow.comment and "finished (end_turn)" in flow.comment
         assert "tokens in" in flow.comment and " ms" in flow.comment

@@ -8,13 +8,14 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
 import openai
 import pytest
 
-from claude_bridge import backend
+from claude_bridge import backend, redact
 from claude_bridge.openai.models import Model
 from conftest import bridge_env, free_port
 
@@ -133,3 +134,31 @@ def test_run_directories_are_private_and_removed(bridge, fake):
     assert run_dir.stat().st_uid == Path(bridge.tmpdir).stat().st_uid
     stream.close()
     bridge.wait_idle()
+
+
+def test_a_request_cut_mid_headers_leaves_no_key_and_no_huge_line_in_the_log(bridge, fake):
+    secret = "sk-proj-cut-short-0123456789"
+    head = f"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {secret}\r\n"
+    for extra in (b"", b"X-Padding: " + b"p" * 1_000_000):
+        with socket.create_connection(("127.0.0.1", bridge.port), timeout=10) as sock:
+            sock.sendall(head.encode() + b"x-api-key: " + secret.encode() + b"\r\n" + extra)
+    deadline = time.monotonic() + 10
+    while bridge.log.read_text().count("before completing request headers") < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    cut = [line for line in bridge.log.read_text().splitlines() if "before completing request headers" in line]
+    assert len(cut) == 2
+    assert all(secret not in line and "<redacted by claude-bridge>" in line for line in cut)
+    assert max(len(line) for line in cut) < 2500
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        repr(b"POST / HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-SECRET\r\n"),
+        repr(b"GET / HTTP/1.1\r\nproxy-authorization: Basic sk-SECRET"),
+        "x-api-key: sk-SECRET\napi-key: sk-SECRET",
+        repr(b"authorization: Bearer sk-SECRET'quoted\r\n"),
+    ],
+)
+def test_credentials_in_a_log_line_are_redacted(text):
+    assert "SECRET" not in redact.redact_text(text)

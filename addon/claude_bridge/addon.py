@@ -17,7 +17,7 @@ from mitmproxy import ctx, exceptions, http, log
 from mitmproxy.proxy import mode_specs, server_hooks
 from pydantic import BaseModel
 
-from . import access, admission, backend, destination, interception, origins, redirector
+from . import access, admission, backend, destination, interception, origins, redact, redirector
 from .banner import banner
 from .body import request_body, too_large
 from .claude import rundir
@@ -101,6 +101,7 @@ class ClaudeBridge:
         self._tasks: set[asyncio.Task[None]] = set()
         self._redirector: redirector.Watch | None = None
         self._rewrites_host_header = False
+        self._log_filter: redact.LogFilter | None = None
         self.failure: str | None = None
         """Why the bridge stopped itself (its launcher then exits 1)."""
 
@@ -296,6 +297,9 @@ class ClaudeBridge:
             # An error logged while starting makes mitmproxy exit at once, before any request is taken.
             logger.error(problem)
             return
+        self._log_filter = redact.install()
+        if flow_file := getattr(ctx.options, "save_stream_file", None):  # an option of mitmproxy's save addon
+            redact.keep_private(flow_file)
         # With the default `eager`, mitmproxy would dial the real api.openai.com before we see the request.
         ctx.options.update(connection_strategy="lazy")
         if not ctx.options.keep_host_header:
@@ -334,6 +338,8 @@ class ClaudeBridge:
         deadline = loop.time() + FLUSH_GRACE
         while self._flows and loop.time() < deadline:
             await asyncio.sleep(0.05)
+        if self._log_filter is not None:
+            redact.uninstall(self._log_filter)
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         """Refuse a request that may not come in, or answer a page's preflight, before the body is read."""
@@ -360,6 +366,8 @@ class ClaudeBridge:
             error = OpenAIError(500, "claude-bridge failed on this request; its log says why.", "server_error")
             _respond(flow, 500, error.response().model_dump())
             flow.comment = "claude-bridge: failed (see the log)"
+        if flow.response is not None or flow.id in self._flows:  # answered by the bridge: the key goes nowhere
+            redact.credentials(flow.request.headers)
 
     def _admit(self, flow: http.HTTPFlow) -> bool:
         """Whether a flow is a bridged request to route; refusals and preflights are answered here."""
@@ -370,6 +378,7 @@ class ClaudeBridge:
         if turned is None:
             return True
         flow.response, flow.comment = turned.response, turned.comment
+        redact.credentials(flow.request.headers)
         return False
 
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:

@@ -123,6 +123,8 @@ class Systemd:
             f"WorkingDirectory={_specifier_escape(str(self.home))}",
             "Restart=on-failure",
             f"RestartSec={RESTART_DELAY}",
+            # The log (it may hold mitmweb's token URL) and the CA the bridge creates: the user's alone.
+            "UMask=0077",
             f"StandardOutput=append:{_specifier_escape(str(self.log))}",
             f"StandardError=append:{_specifier_escape(str(self.log))}",
             "",
@@ -194,6 +196,7 @@ class Launchd:
                 "RunAtLoad": True,
                 # Restart after a failure (not after a clean stop), at most once per ThrottleInterval.
                 "KeepAlive": {"SuccessfulExit": False},
+                "Umask": 0o077,  # the log (it may hold mitmweb's token URL) is the user's alone
                 "ThrottleInterval": RESTART_DELAY,
                 "StandardOutPath": str(self.log),
                 "StandardErrorPath": str(self.log),
