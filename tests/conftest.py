@@ -11,7 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +122,16 @@ class Bridge:
             except (urllib.error.URLError, ConnectionError):
                 time.sleep(0.1)
         raise RuntimeError(f"bridge not ready after 30 s:\n{self.log.read_text()}")
+
+    def log_once(self, found: Callable[[str], bool], seconds: float = 10.0) -> str:
+        """The log once `found(log)` holds: a request's line is written when its response has ended, which may be
+        a moment after the client has read it."""
+        deadline = time.monotonic() + seconds
+        log = self.log.read_text()
+        while not found(log) and time.monotonic() < deadline:
+            time.sleep(0.02)
+            log = self.log.read_text()
+        return log
 
     def client(self, **kwargs: object) -> openai.OpenAI:
         return openai.OpenAI(

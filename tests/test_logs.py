@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 
 import openai
 import pytest
@@ -29,14 +28,12 @@ def test_the_banner_of_a_proxy_names_the_ca(start_bridge, tmp_path):
 
 
 def request_lines(bridge, count: int) -> list[str]:
-    """The last `count` request lines, once there are that many: a line is written when its response has ended,
-    which may be a moment after the client has read it."""
-    deadline = time.monotonic() + 10
-    while True:
-        lines = [line for line in bridge.log.read_text().splitlines() if re.search(r"\] (GET|POST) /", line)]
-        if len(lines) >= count or time.monotonic() > deadline:
-            return lines[-count:]
-        time.sleep(0.02)
+    """The last `count` request lines, once there are that many."""
+
+    def lines(log: str) -> list[str]:
+        return [line for line in log.splitlines() if re.search(r"\] (GET|POST) /", line)]
+
+    return lines(bridge.log_once(lambda log: len(lines(log)) >= count))[-count:]
 
 
 def test_each_request_gets_one_line_with_what_happened(start_bridge, fake):
@@ -59,14 +56,9 @@ def test_each_request_gets_one_line_with_what_happened(start_bridge, fake):
 def test_json_logs_are_one_object_per_line_with_the_request_fields(start_bridge, fake):
     bridge = start_bridge("bridge_log_format=json")
     bridge.client().chat.completions.create(model="sonnet", messages=[{"role": "user", "content": "hi"}])
-    deadline = time.monotonic() + 10  # the line is written when the response has ended, maybe after the client read it
-    while True:
-        entries = [json.loads(line) for line in bridge.log.read_text().splitlines() if line.startswith("{")]
-        chats = [entry for entry in entries if entry.get("path") == "/v1/chat/completions"]
-        if chats or time.monotonic() > deadline:
-            break
-        time.sleep(0.02)
-    (chat,) = chats
+    log = bridge.log_once(lambda log: '"path": "/v1/chat/completions"' in log)
+    entries = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    (chat,) = [entry for entry in entries if entry.get("path") == "/v1/chat/completions"]
     assert chat["method"] == "POST"
     assert chat["status"] == 200
     assert chat["model"] == "sonnet"
