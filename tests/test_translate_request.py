@@ -108,6 +108,13 @@ def test_model_name_with_whitespace_or_control_characters_is_a_400(model: str) -
     assert "whitespace or control characters" in error.error.message
 
 
+def test_a_model_name_too_long_for_any_model_is_a_400() -> None:
+    """A 200 KB `claude-*` name went to the CLI's argv and failed the spawn (E2BIG) with a 500."""
+    error = bad_request(lambda: parse_chat_request(body(model="claude-" + "x" * 200_000)))
+    assert error.error.param == "model"
+    assert "at most 256 characters" in error.error.message
+
+
 @pytest.mark.parametrize("role", ["robot", "critic", ""])
 def test_unknown_role_is_a_400_naming_the_message(role: str) -> None:
     error = bad_request(lambda: parse_chat_request(body(messages=[{"role": role, "content": "x"}])))

@@ -34,7 +34,8 @@ def _model_name(name: str) -> str:
     return name
 
 
-ModelName = Annotated[str, Field(min_length=1), AfterValidator(_model_name)]
+# At most 256 characters: a `claude-*` name goes to the CLI's argv, where a long one would fail the run (E2BIG).
+ModelName = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_model_name)]
 
 # OpenAI's own bound for token counts: a larger one is a client's bug, refused as OpenAI refuses it.
 MaxTokens = Annotated[StrictInt, Field(ge=1, le=2**31 - 1)]
