@@ -8,9 +8,9 @@ import pytest
 
 from claude_bridge.claude import events
 from claude_bridge.claude.events import Usage
-from claude_bridge.claude.invocation import ClaudeInvocation
+from claude_bridge.claude.invocation import ClaudeInvocation, ToolSpec
 from claude_bridge.openai.errors import OpenAIError
-from claude_bridge.translate.turn import TurnEnd, TurnReport, TurnText, _Reader
+from claude_bridge.translate.turn import TurnEnd, TurnReport, TurnText, TurnToolArguments, TurnToolCall, _Reader
 from conftest import recorded_events
 
 
@@ -186,3 +186,48 @@ def test_max_tokens_in_a_non_streamed_fallback_also_ends_the_turn() -> None:
         }
     )
     assert read([line, success(stop_reason="end_turn")]) == [TurnText("cut"), TurnEnd("max_tokens", Usage())]
+
+
+SEARCH = ToolSpec("search", "", {"type": "object"})
+
+
+def tool_use(call_id: str, name: str) -> dict[str, object]:
+    return {"type": "tool_use", "id": call_id, "name": name, "input": {"q": call_id}}
+
+
+def test_streamed_calls_of_tools_not_offered_are_dropped_and_the_offered_one_keeps_index_0(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    reader = new_reader(tools=(SEARCH,))
+    stream = [
+        events.ToolUseStart("m1", 0, "t0", "mcp__app__delete_all_files"),
+        events.ToolInputDelta("m1", 0, '{"path": "/"}'),
+        events.BlockStop("m1", 0),
+        events.ToolUseStart("m1", 1, "t1", "Bash"),
+        events.ToolUseStart("m1", 2, "t2", "mcp__app__search"),
+        events.ToolInputDelta("m1", 2, "{}"),
+        events.MessageDelta("m1", "tool_use", 5),
+    ]
+    items = [item for event in stream for item in reader.read(event)]
+    assert items == [
+        TurnToolCall(0, "t2", "search"),
+        TurnToolArguments(0, "{}"),
+        TurnEnd("tool_use", Usage(output_tokens=5)),
+    ]
+    assert "'mcp__app__delete_all_files'" in caplog.text and "'Bash'" in caplog.text
+
+
+def test_a_non_streamed_call_of_a_tool_not_offered_is_dropped_and_the_text_ends_the_turn() -> None:
+    reader = new_reader(tools=(SEARCH,))
+    line = assistant("m1", TEXT, tool_use("t0", "mcp__app__delete_all_files"))  # type: ignore[arg-type]
+    result = events.Result(subtype="error_max_turns", is_error=True, stop_reason="tool_use")
+    assert [item for event in (line, result) for item in reader.read(event)] == [
+        TurnText("whole answer"),
+        TurnEnd("end_turn", Usage()),
+    ]
+
+
+def test_the_cli_structured_output_tool_is_neither_a_call_nor_logged(caplog: pytest.LogCaptureFixture) -> None:
+    reader = new_reader(json_schema={"type": "object"})
+    assert list(reader.read(events.ToolUseStart("m1", 0, "t0", "StructuredOutput"))) == []
+    assert caplog.text == ""

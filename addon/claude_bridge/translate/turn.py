@@ -21,6 +21,9 @@ from . import errors
 
 logger = logging.getLogger(__name__)
 
+# The tool through which the CLI takes an answer in the requested JSON schema.
+STRUCTURED_OUTPUT = "StructuredOutput"
+
 
 @dataclass(frozen=True, slots=True)
 class TurnText:
@@ -148,6 +151,8 @@ class _Reader:
     ) -> None:
         self.report = report
         self._tools = bool(invocation.tools)
+        # Only these come back as tool calls: a model led astray by what it read may ask for any name.
+        self._offered = {mcp.served_name(tool.name) for tool in invocation.tools}
         self._structured = invocation.json_schema is not None
         self._parallel = parallel_tool_calls
         self._reasoning = reasoning
@@ -165,7 +170,7 @@ class _Reader:
                 yield TurnReasoning(thinking)
             case events.ToolUseStart(message_id=message_id, index=index, id=call_id, name=name):
                 self._streamed.add(message_id)
-                if name.startswith(mcp.TOOL_PREFIX):  # not the CLI's own, such as StructuredOutput
+                if self._offer(name):
                     self._calls[message_id, index] = len(self._calls)
                     yield self._sent(TurnToolCall(self._calls[message_id, index], call_id, mcp.client_name(name)))
             case events.ToolInputDelta(message_id=message_id, index=index, partial_json=fragment):
@@ -215,7 +220,7 @@ class _Reader:
         for block in message.content:
             if block.type == "text" and block.text and not self._structured:
                 yield self._sent(TurnText(block.text))
-            elif block.type == "tool_use" and block.name and block.name.startswith(mcp.TOOL_PREFIX):
+            elif block.type == "tool_use" and block.name and self._offer(block.name):
                 index = self._calls.setdefault((message.id, len(self._calls)), len(self._calls))
                 yield self._sent(TurnToolCall(index, block.id or "", mcp.client_name(block.name)))
                 yield TurnToolArguments(index, json.dumps(block.input or {}))
@@ -244,6 +249,17 @@ class _Reader:
             yield self._end("end_turn")
         else:
             yield self._end(result.stop_reason)
+
+    def _offer(self, name: str) -> bool:
+        """Whether a call goes to the client: only for a tool the request offered (and the CLI was given).
+
+        Any other call is dropped here; the CLI refuses it too, having no such tool, so the answer is the text.
+        """
+        if name in self._offered:
+            return True
+        if name != STRUCTURED_OUTPUT:  # the CLI's own tool for a response schema
+            logger.warning("Dropped the model's call of %.80r, a tool the request did not offer", name)
+        return False
 
     def _sent(self, item: TurnText | TurnToolCall) -> TurnText | TurnToolCall:
         self.report.first_text = self.report.first_text or time.monotonic()
