@@ -80,13 +80,14 @@ def counted(test: Callable[..., None]) -> Callable[..., None]:
 
 def _cli_inputs(invocation: ClaudeInvocation) -> None:
     """Everything the CLI is handed, encoded as the spawn will: argv and environment strings, stdin JSON."""
-    argv = [invocation.model, invocation.effort or "", json.dumps(invocation.json_schema)]
+    argv = [invocation.model, invocation.effort or ""]
     env = child_env(ClaudeSettings(), invocation, {})
     for value in [*argv, *env.values()]:
         assert "\0" not in value
         os.fsencode(value)
     messages = [*invocation.history, invocation.replay] if invocation.replay else list(invocation.history)
     json.dumps([message.content for message in messages] + [invocation.prompt, invocation.system_prompt])
+    json.dumps(invocation.json_schema)
 
 
 def _chat(body: bytes, history: HistoryMode) -> None:

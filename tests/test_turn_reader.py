@@ -231,3 +231,19 @@ def test_the_cli_structured_output_tool_is_neither_a_call_nor_logged(caplog: pyt
     reader = new_reader(json_schema={"type": "object"})
     assert list(reader.read(events.ToolUseStart("m1", 0, "t0", "StructuredOutput"))) == []
     assert caplog.text == ""
+
+
+def init(tools: list[str] | None) -> events.SystemInit:
+    return events.SystemInit(model="m", session_id="s", tools=tools)
+
+
+def test_a_schema_the_cli_turned_off_is_a_400_before_the_model_answers() -> None:
+    reader = new_reader(json_schema={"type": "object"})
+    with pytest.raises(OpenAIError, match="did not accept the JSON schema") as caught:
+        list(reader.read(init(["mcp__app__search"])))
+    assert (caught.value.status, caught.value.error.param) == (400, "response_format")
+
+
+@pytest.mark.parametrize("tools", [["StructuredOutput"], None], ids=["listed", "not-reported"])
+def test_a_schema_the_cli_took_or_did_not_report_on_lets_the_run_go_on(tools: list[str] | None) -> None:
+    assert list(new_reader(json_schema={"type": "object"}).read(init(tools))) == []

@@ -44,6 +44,7 @@ class SystemInit(_Line):
     model: str
     session_id: str
     mcp_servers: list[McpServerStatus] = []
+    tools: list[str] | None = None  # the names the model is shown
 
 
 class ApiRetry(_Line):

@@ -10,6 +10,7 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from . import events, mcp, rundir, transcript
 from .events import ControlRequest
@@ -25,6 +26,8 @@ from .invocation import (
 from .process import ClaudeProcess
 
 logger = logging.getLogger(__name__)
+
+SCHEMA_REQUEST_ID = "claude-bridge-schema"
 
 
 class ClaudeNotFound(Exception):
@@ -146,8 +149,6 @@ def _prepare(
     argv += ["--max-turns", str(MAX_TURNS_STRUCTURED if inv.json_schema is not None else MAX_TURNS)]
     if inv.tools:
         argv += ["--mcp-config", mcp.CONFIG]
-    if inv.json_schema is not None:
-        argv += ["--json-schema", json.dumps(inv.json_schema)]
     if inv.effort:
         argv += ["--effort", inv.effort]
     if inv.history:
@@ -158,11 +159,15 @@ def _prepare(
 
 
 def _input_lines(invocation: ClaudeInvocation) -> bytes:
-    """The replayed assistant turn, if any, then the prompt: stream-json lines (an assistant line starts no turn)."""
+    """Stream-json lines: the JSON schema if any, the replayed assistant turn if any (an assistant line starts
+    no turn), then the prompt."""
+    lines: list[dict[str, Any]] = []
+    if invocation.json_schema is not None:
+        # As `--json-schema` it would be readable by every local user in /proc and fail past 128 KiB (E2BIG).
+        initialize = {"subtype": "initialize", "jsonSchema": invocation.json_schema}
+        lines.append({"type": "control_request", "request_id": SCHEMA_REQUEST_ID, "request": initialize})
     messages = [invocation.replay] if invocation.replay else []
     messages.append(HistoryMessage("user", invocation.prompt))
+    lines += [{"type": m.role, "message": {"role": m.role, "content": m.content}} for m in messages]
     # ASCII-only JSON carries any string, lone surrogates included, as escapes the CLI reads back.
-    return b"".join(
-        json.dumps({"type": m.role, "message": {"role": m.role, "content": m.content}}).encode() + b"\n"
-        for m in messages
-    )
+    return b"".join(json.dumps(line).encode() + b"\n" for line in lines)

@@ -76,6 +76,16 @@ def cli_failed(detail: str) -> OpenAIError:
     return _cli_error(f"The Claude CLI failed: {detail}")
 
 
+def schema_refused() -> OpenAIError:
+    return OpenAIError(
+        400,
+        "Claude Code did not accept the JSON schema in response_format: it must be a valid JSON Schema for an "
+        "object. Check it with a JSON Schema validator and send the request again.",
+        param="response_format",
+        code="invalid_json_schema",
+    )
+
+
 def cli_unreadable(claude_bin: str, printed: str) -> OpenAIError:
     return _cli_error(
         f"The Claude CLI at {claude_bin!r} printed {printed}; check that it is Claude Code, at a version "

@@ -265,6 +265,8 @@ async def response_events(
                         end = item
     except OpenAIError as e:
         if not started:
+            if e.error.param == "response_format":
+                e.error.param = "text.format"  # what this API calls it
             raise
         response.status = "failed"
         response.error = ResponseError(

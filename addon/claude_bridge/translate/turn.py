@@ -198,10 +198,13 @@ class _Reader:
                     report.usage = report.usage.model_copy(update={"output_tokens": output_tokens})
                 if stop_reason == "max_tokens" or (stop_reason == "tool_use" and self._calls):
                     yield self._end(stop_reason)
-            case events.SystemInit(model=model, mcp_servers=servers):
+            case events.SystemInit(model=model, mcp_servers=servers, tools=tools):
                 report.claude_model = model
                 if self._tools and not any(s.name == mcp.SERVER_NAME and s.status == "connected" for s in servers):
                     raise errors.cli_failed("the CLI could not list the request's tools")
+                if self._structured and tools is not None and STRUCTURED_OUTPUT not in tools:
+                    # A schema it cannot use turns structured output off without a word; the model would answer free.
+                    raise errors.schema_refused()
             case events.RateLimitEvent(rate_limit_info=info):
                 self._resets_at = info.resets_at or self._resets_at
             case events.ApiRetry():
