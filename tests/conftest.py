@@ -232,10 +232,13 @@ def start_bridge(tmp_path_factory: pytest.TempPathFactory, fake_server: FakeAnth
         confdir: Path | None = None,
         port: int | None = None,
         args: tuple[str, ...] = (),
+        wrapper: tuple[str, ...] = (),
     ) -> Bridge:
+        """`wrapper` runs before the bridge's interpreter and must exec it (the bridge keeps the process id)."""
         home = tmp_path_factory.mktemp("home")
         port = port or free_port()
-        argv = [sys.executable, "-m", "claude_bridge", "--port", str(port), "--claude-bin", claude or claude_bin, *args]
+        argv = [*wrapper, sys.executable, "-m", "claude_bridge", "--port", str(port)]
+        argv += ["--claude-bin", claude or claude_bin, *args]
         confdir = confdir or home / "certs"
         argv += ["--confdir", str(confdir)]
         argv += ["--web"] if web else []

@@ -6,9 +6,11 @@ twice), within the configured time; the bridge's log names the cause; no `claude
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -174,3 +176,57 @@ def ask(bridge, prompt: str, stream: bool, first_text: threading.Event) -> tuple
                 received += chunk.choices[0].delta.content
                 first_text.set()
     return caught.value, received
+
+
+# The bridge's TMPDIR becomes a 1 MiB tmpfs in a mount namespace of the bridge's own, so filling it fills no real disk.
+SMALL_TMPDIR = ("unshare", "--mount", "--", "sh", "-c", 'mount -t tmpfs -o size=1m tmpfs "$TMPDIR" && exec "$@"', "sh")
+
+
+def _mount_namespaces_unavailable() -> str | None:
+    if os.geteuid() != 0:
+        return "a full temp dir is made as root, on a tmpfs in a mount namespace"
+    probe = subprocess.run(["unshare", "--mount", "true"], capture_output=True)
+    return f"no mount namespaces here: {probe.stderr.decode().strip()}" if probe.returncode else None
+
+
+@pytest.fixture(scope="module")
+def small_tmpdir_bridge(start_bridge):
+    if reason := _mount_namespaces_unavailable():
+        pytest.skip(reason)
+    bridge = start_bridge(f"claude_idle_timeout={IDLE_TIMEOUT}", wrapper=SMALL_TMPDIR)
+    bridge.seen_tmpdir = bridge.tmpdir
+    # The tmpfs is mounted in the bridge's namespace only: this process sees it through the bridge's root.
+    bridge.tmpdir = Path(f"/proc/{bridge.process.pid}/root") / bridge.tmpdir.relative_to("/")
+    return bridge
+
+
+def fill(path: Path) -> None:
+    with path.open("wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(bytes(64 * 1024))
+        except OSError as e:
+            assert e.errno == errno.ENOSPC, e
+
+
+def test_a_full_temp_dir_is_a_503_naming_it_and_requests_succeed_again_once_there_is_room(fake, small_tmpdir_bridge):
+    bridge = small_tmpdir_bridge
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]
+    filler = bridge.tmpdir / "filler"
+    fill(filler)
+    log_start = bridge.log.stat().st_size
+    try:
+        with pytest.raises(openai.APIStatusError) as caught:
+            bridge.client().chat.completions.create(model="sonnet", messages=messages)
+        bridge.wait_idle()
+    finally:
+        filler.unlink()
+
+    error = caught.value
+    assert (error.status_code, error.code) == (503, "bridge_temp_dir_unwritable")
+    assert f"The temporary directory {bridge.seen_tmpdir} is full" in error.message
+    assert "TMPDIR" in error.message
+    log = bridge.log.read_bytes()[log_start:].decode(errors="replace")
+    assert f"Claude run failed with 503: The temporary directory {bridge.seen_tmpdir} is full" in log
+    answer = bridge.client().chat.completions.create(model="sonnet", messages=messages)
+    assert answer.choices[0].message.content.endswith("hi")

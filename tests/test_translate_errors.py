@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -116,3 +119,20 @@ def test_cli_missing_names_the_path_and_the_install_command() -> None:
     assert_error(error, 503, "claude_cli_missing")
     assert "'/opt/nowhere/claude'" in error.error.message
     assert "npm install -g @anthropic-ai/claude-code" in error.error.message
+
+
+@pytest.mark.parametrize(
+    ("number", "said"),
+    [
+        (errno.ENOSPC, "is full"),
+        (errno.EDQUOT, "is over the disk quota"),
+        (errno.EACCES, "is not writable"),
+        (errno.EROFS, "is on a read-only file system"),
+        (errno.ENOTDIR, "cannot be written (Not a directory)"),
+    ],
+)
+def test_an_unwritable_temp_dir_is_a_503_naming_it_and_what_is_wrong(number: int, said: str) -> None:
+    error = errors.temp_dir_unwritable(Path("/var/tmp/x"), number, os.strerror(number))
+    assert_error(error, 503, "bridge_temp_dir_unwritable")
+    assert error.error.message.startswith(f"The temporary directory /var/tmp/x {said}")
+    assert "TMPDIR" in error.error.message

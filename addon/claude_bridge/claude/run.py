@@ -62,11 +62,12 @@ async def start(invocation: ClaudeInvocation, settings: ClaudeSettings) -> Start
     """Spawn the CLI for `invocation` (everything but its input, which `ClaudeRun` writes)."""
     directory = rundir.create()
     try:
-        argv, env, cwd = _prepare(invocation, settings, directory)
-        process = await ClaudeProcess.spawn(argv, env, cwd)
-    except (FileNotFoundError, PermissionError) as e:
-        shutil.rmtree(directory, ignore_errors=True)
-        raise ClaudeNotFound(settings.claude_bin) from e
+        with rundir.writing(directory.parent):
+            argv, env, cwd = _prepare(invocation, settings, directory)
+        try:
+            process = await ClaudeProcess.spawn(argv, env, cwd)
+        except (FileNotFoundError, PermissionError) as e:
+            raise ClaudeNotFound(settings.claude_bin) from e
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise

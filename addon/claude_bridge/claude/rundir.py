@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -13,9 +15,30 @@ logger = logging.getLogger(__name__)
 PREFIX = "claude-bridge-"
 
 
+class Unwritable(Exception):
+    """The temp dir would not take a run directory or its files: full, over quota, read-only, or gone."""
+
+    def __init__(self, parent: Path, error: OSError) -> None:
+        super().__init__(f"{parent}: {error.strerror or error}")
+        self.parent = parent
+        self.errno = error.errno
+        self.strerror = error.strerror or str(error)
+
+
 def create() -> Path:
     """A fresh 0700 directory in the temp dir, named claude-bridge-<this bridge's pid>-<random>."""
-    return Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))
+    parent = Path(tempfile.gettempdir())
+    with writing(parent):
+        return Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=parent))
+
+
+@contextlib.contextmanager
+def writing(parent: Path) -> Iterator[None]:
+    """Raise any OSError inside as `Unwritable`: a full temp dir is the machine's problem, not the request's."""
+    try:
+        yield
+    except OSError as e:
+        raise Unwritable(parent, e) from e
 
 
 def remove_stale() -> int:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import signal
 import time
+from pathlib import Path
 
 from ..claude.events import Result
 from ..openai.errors import OpenAIError
@@ -69,6 +71,28 @@ def timeout(what: str, seconds: float, option: str) -> OpenAIError:
         f"The Claude CLI {what} for {seconds:g} s and was stopped. Raise `{option}` if answers need longer.",
         "server_error",
         code="claude_timeout",
+    )
+
+
+_TEMP_DIR_PROBLEMS = {
+    errno.ENOSPC: "is full (no space left on the device)",
+    errno.EDQUOT: "is over the disk quota of the user running claude-bridge",
+    errno.EACCES: "is not writable by the user running claude-bridge",
+    errno.EPERM: "is not writable by the user running claude-bridge",
+    errno.EROFS: "is on a read-only file system",
+}
+
+
+def temp_dir_unwritable(parent: Path, number: int | None, strerror: str) -> OpenAIError:
+    """503: the machine, not the request, is at fault, and the request can succeed once there is room."""
+    problem = _TEMP_DIR_PROBLEMS.get(number or 0, f"cannot be written ({strerror})")
+    return OpenAIError(
+        503,
+        f"The temporary directory {parent} {problem}: claude-bridge makes a private directory there for each "
+        "Claude run. Free space or fix its permissions, or restart claude-bridge with TMPDIR set to a writable "
+        "directory with room.",
+        "server_error",
+        code="bridge_temp_dir_unwritable",
     )
 
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import AsyncGenerator, Iterator
 from dataclasses import dataclass, field
 
-from ..claude import events, mcp
+from ..claude import events, mcp, rundir
 from ..claude.events import Usage
 from ..claude.invocation import ClaudeInvocation, ClaudeSettings
 from ..claude.limit import RunsExhausted
@@ -110,7 +110,7 @@ async def turn(
                         return
     except RunsExhausted as e:
         raise _failed(report, errors.busy(e.running, e.queued)) from None
-    except (ClaudeNotFound, IdleTimeout, TotalTimeout, ClaudeExited, events.MalformedLine) as e:
+    except (ClaudeNotFound, IdleTimeout, TotalTimeout, ClaudeExited, events.MalformedLine, rundir.Unwritable) as e:
         raise _failed(report, _cli_error(e, settings)) from None
     except OpenAIError as e:
         raise _failed(report, e) from e.__cause__
@@ -121,9 +121,10 @@ async def turn(
         report.finished = time.monotonic()
 
 
-def _cli_error(
-    error: ClaudeNotFound | IdleTimeout | TotalTimeout | ClaudeExited | events.MalformedLine, settings: ClaudeSettings
-) -> OpenAIError:
+RunFailure = ClaudeNotFound | IdleTimeout | TotalTimeout | ClaudeExited | events.MalformedLine | rundir.Unwritable
+
+
+def _cli_error(error: RunFailure, settings: ClaudeSettings) -> OpenAIError:
     match error:
         case ClaudeNotFound():
             return errors.cli_missing(settings.claude_bin)
@@ -135,6 +136,8 @@ def _cli_error(
             return errors.cli_exited(returncode, stderr)
         case events.MalformedLine():
             return errors.cli_unreadable(settings.claude_bin, str(error))
+        case rundir.Unwritable(parent=parent, errno=number, strerror=strerror):
+            return errors.temp_dir_unwritable(parent, number, strerror)
 
 
 def _failed(report: TurnReport, error: OpenAIError) -> OpenAIError:
