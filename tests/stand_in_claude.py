@@ -7,6 +7,7 @@ otherwise it reads the stream-json user line the bridge writes and does what the
     garbage    long non-JSON lines on stdout, then exit 1
     truncated  a valid `system/init` line, then half of a JSON line, then exit 1
     early_exit a valid `system/init` line, a complaint on stderr, then exit 3 without a `result` line
+    overlong   a valid `system/init` line, then 80 MiB on stdout without a newline
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sys
 VERSION = "2.1.331 (Claude Code stand-in)"
 GARBAGE = "Segmentation fault in the stand-in: " + "#" * 10_000
 COMPLAINT = "stand-in: the configuration is broken"
+OVERLONG = 80 * 2**20
 INIT = {"type": "system", "subtype": "init", "model": "claude-stand-in", "session_id": "stand-in", "mcp_servers": []}
 
 
@@ -39,6 +41,11 @@ def main() -> int:
             print(json.dumps(INIT), flush=True)
             print(COMPLAINT, file=sys.stderr, flush=True)
             return 3
+        case "overlong":
+            print(json.dumps(INIT), flush=True)
+            sys.stdout.buffer.write(b"x" * OVERLONG)
+            sys.stdout.flush()
+            return 1
     print(f"stand-in: unknown mode {mode!r}", file=sys.stderr)
     return 2
 

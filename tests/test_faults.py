@@ -119,6 +119,8 @@ FAULTS = [
           bridge="stand_in_bridge", prompt="truncated"),
     Fault("cli-exits-early", 502, "claude_cli_error", f"exited with code 3 before it finished: {COMPLAINT}",
           bridge="stand_in_bridge", prompt="early_exit"),
+    Fault("cli-overlong-line", 502, "claude_cli_error", "printed a stdout line longer than 64 MiB",
+          bridge="stand_in_bridge", prompt="overlong"),
 ]  # fmt: skip
 
 

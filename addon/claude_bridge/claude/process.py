@@ -29,6 +29,14 @@ class TotalTimeout(Exception):
     """The run went past its deadline."""
 
 
+class LineTooLong(Exception):
+    """The CLI printed more than LINE_LIMIT bytes without a newline: no stream-json line is that long."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"a stdout line longer than {limit // 2**20} MiB")
+        self.limit = limit
+
+
 # Loaded once here: the function below runs in the forked child, where loading libraries is not safe.
 _libc = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
 
@@ -102,6 +110,8 @@ class ClaudeProcess:
                     line = await self._proc.stdout.readline()
             except TimeoutError:
                 raise (TotalTimeout if deadline <= idle_end else IdleTimeout) from None
+            except ValueError:  # how asyncio's readline says the line went past the reader's limit
+                raise LineTooLong(LINE_LIMIT) from None
             if not line:
                 return
             yield line

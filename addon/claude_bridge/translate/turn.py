@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import time
+import typing
 from collections.abc import AsyncGenerator, Iterator
 from dataclasses import dataclass, field
 
@@ -14,7 +15,7 @@ from ..claude import events, mcp, rundir
 from ..claude.events import Usage
 from ..claude.invocation import ClaudeInvocation, ClaudeSettings
 from ..claude.limit import RunsExhausted
-from ..claude.process import IdleTimeout, TotalTimeout
+from ..claude.process import IdleTimeout, LineTooLong, TotalTimeout
 from ..claude.run import ClaudeExited, ClaudeNotFound, ClaudeRun
 from ..openai.errors import OpenAIError
 from . import errors
@@ -83,6 +84,12 @@ class TurnReport:
         )
 
 
+# How a run fails other than by the API's own answer; `_cli_error` puts each in words a client can act on.
+RunFailure = (
+    ClaudeNotFound | IdleTimeout | TotalTimeout | ClaudeExited | events.MalformedLine | LineTooLong | rundir.Unwritable
+)
+
+
 def prompt_tokens(usage: Usage) -> int:
     return usage.input_tokens + usage.cache_creation_input_tokens + usage.cache_read_input_tokens
 
@@ -110,7 +117,7 @@ async def turn(
                         return
     except RunsExhausted as e:
         raise _failed(report, errors.busy(e.running, e.queued)) from None
-    except (ClaudeNotFound, IdleTimeout, TotalTimeout, ClaudeExited, events.MalformedLine, rundir.Unwritable) as e:
+    except typing.get_args(RunFailure) as e:
         raise _failed(report, _cli_error(e, settings)) from None
     except OpenAIError as e:
         raise _failed(report, e) from e.__cause__
@@ -119,9 +126,6 @@ async def turn(
         raise
     finally:
         report.finished = time.monotonic()
-
-
-RunFailure = ClaudeNotFound | IdleTimeout | TotalTimeout | ClaudeExited | events.MalformedLine | rundir.Unwritable
 
 
 def _cli_error(error: RunFailure, settings: ClaudeSettings) -> OpenAIError:
@@ -134,7 +138,7 @@ def _cli_error(error: RunFailure, settings: ClaudeSettings) -> OpenAIError:
             return errors.timeout("ran", settings.total_timeout, "claude_total_timeout")
         case ClaudeExited(returncode=returncode, stderr=stderr):
             return errors.cli_exited(returncode, stderr)
-        case events.MalformedLine():
+        case events.MalformedLine() | LineTooLong():
             return errors.cli_unreadable(settings.claude_bin, str(error))
         case rundir.Unwritable(parent=parent, errno=number, strerror=strerror):
             return errors.temp_dir_unwritable(parent, number, strerror)
