@@ -8,12 +8,17 @@ otherwise it reads the stream-json user line the bridge writes and does what the
     truncated  a valid `system/init` line, then half of a JSON line, then exit 1
     early_exit a valid `system/init` line, a complaint on stderr, then exit 3 without a `result` line
     overlong   a valid `system/init` line, then 80 MiB on stdout without a newline
+    orphan_then_hang    a valid `system/init` line, a child left holding stdout and stderr, then silence
+    orphan_then_exit    the same, then exit 3 without a `result` line, naming the child's pid on stderr
+    orphan_then_answer  a valid answer naming the child's pid, then exit 0 with the child still there
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
 
 VERSION = "2.1.331 (Claude Code stand-in)"
 GARBAGE = "Segmentation fault in the stand-in: " + "#" * 10_000
@@ -46,8 +51,32 @@ def main() -> int:
             sys.stdout.buffer.write(b"x" * OVERLONG)
             sys.stdout.flush()
             return 1
+        case "orphan_then_hang":
+            print(json.dumps(INIT), flush=True)
+            leave_a_child()
+            time.sleep(600)
+        case "orphan_then_exit":
+            print(json.dumps(INIT), flush=True)
+            print(f"stand-in: left pid {leave_a_child()} holding stdout", file=sys.stderr, flush=True)
+            return 3
+        case "orphan_then_answer":
+            print(json.dumps(INIT), flush=True)
+            text = f"stand-in: left pid {leave_a_child()} holding stdout"
+            message = {"id": "msg_stand_in", "model": INIT["model"], "content": [{"type": "text", "text": text}]}
+            print(json.dumps({"type": "assistant", "message": message}), flush=True)
+            print(json.dumps({"type": "result", "subtype": "success", "is_error": False, "result": text}), flush=True)
+            return 0
     print(f"stand-in: unknown mode {mode!r}", file=sys.stderr)
     return 2
+
+
+def leave_a_child() -> int:
+    """A child that outlives the stand-in with its stdout and stderr open, as a tool the CLI started might."""
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(600)
+        os._exit(0)
+    return pid
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import openai
 import pytest
 from stand_in_claude import COMPLAINT, GARBAGE
 
+from conftest import alive
 from fake_anthropic import ApiError, Behaviour, Gate, Hang, Reset, Stall, StreamError
 
 IDLE_TIMEOUT = 5
@@ -121,6 +122,11 @@ FAULTS = [
           bridge="stand_in_bridge", prompt="early_exit"),
     Fault("cli-overlong-line", 502, "claude_cli_error", "printed a stdout line longer than 64 MiB",
           bridge="stand_in_bridge", prompt="overlong"),
+    # A process the CLI started holds its output: the error comes as soon as the CLI is gone, not after that process.
+    Fault("cli-hangs-with-a-child", 504, "claude_timeout", f"printed nothing for {IDLE_TIMEOUT} s",
+          bridge="stand_in_bridge", prompt="orphan_then_hang", waits=True),
+    Fault("cli-exits-early-with-a-child", 502, "claude_cli_error", "exited with code 3 before it finished",
+          bridge="stand_in_bridge", prompt="orphan_then_exit"),
 ]  # fmt: skip
 
 
@@ -178,6 +184,26 @@ def ask(bridge, prompt: str, stream: bool, first_text: threading.Event) -> tuple
                 received += chunk.choices[0].delta.content
                 first_text.set()
     return caught.value, received
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_an_answer_comes_at_once_though_a_child_of_the_cli_holds_its_output_and_the_child_is_stopped(
+    fake, stand_in_bridge, stream
+):
+    client = stand_in_bridge.client(timeout=MARGIN)
+    messages = [{"role": "user", "content": "orphan_then_answer"}]
+    if stream:
+        chunks = client.chat.completions.create(model="sonnet", messages=messages, stream=True)
+        text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
+    else:
+        text = client.chat.completions.create(model="sonnet", messages=messages).choices[0].message.content
+
+    child = int(re.fullmatch(r"stand-in: left pid (\d+) holding stdout", text)[1])
+    deadline = time.monotonic() + MARGIN  # SIGKILL went out before the answer ended; the kernel finishes it
+    while alive(child):
+        assert time.monotonic() < deadline, "the child holding the CLI's output is stopped with it"
+        time.sleep(0.01)
+    stand_in_bridge.wait_idle()
 
 
 # The bridge's TMPDIR becomes a 1 MiB tmpfs in a mount namespace of the bridge's own, so filling it fills no real disk.
