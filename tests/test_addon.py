@@ -161,6 +161,24 @@ async def test_a_flow_that_fails_before_the_backend_forgets_its_job(bridge):
     assert job_path.removeprefix("/claude-bridge/jobs/") not in bridge.backend._jobs
 
 
+async def test_a_bridged_request_whose_body_could_not_be_read_says_so_in_mitmweb(bridge):
+    flow = openai_flow("POST", "/v1/chat/completions")
+    flow.request.timestamp_end = None  # as mitmproxy leaves it when the body breaks off
+    flow.error = tflow.terr("HTTP/1 protocol error: illegal chunk header")
+    bridge.error(flow)
+    assert flow.comment == (
+        "claude-bridge: its body could not be read, and mitmproxy closed without an answer: "
+        "HTTP/1 protocol error: illegal chunk header"
+    )
+
+
+async def test_a_passed_through_request_that_fails_upstream_is_not_said_to_be_unread(bridge):
+    flow = openai_flow("POST", "/v1/files")
+    flow.error = tflow.terr("connection refused")
+    bridge.error(flow)
+    assert flow.comment == ""
+
+
 @pytest.mark.parametrize(
     ("modes", "listen_host", "exposed"),
     [

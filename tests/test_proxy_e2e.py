@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import socket
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -138,6 +140,25 @@ def test_a_chunked_request_body_is_answered(bridge, fake):
     assert response.status == 200
     assert json.loads(response.read())["choices"][0]["message"]["content"] == "ECHO: chunked"
     assert response.getheader("Connection") != "close", "the backend's own connection handling stays inside"
+
+
+def test_a_body_with_broken_chunked_framing_gets_no_answer_and_the_log_says_why(bridge, fake):
+    """mitmproxy 12 closes the connection on a body it cannot read before any hook could answer with a 400."""
+    log_from = bridge.log.stat().st_size
+    head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: api.openai.com\r\nTransfer-Encoding: chunked\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", bridge.port), timeout=30) as sock:
+        sock.sendall(head + b"not-a-size\r\n{}\r\n0\r\n\r\n")
+        with pytest.raises(http.client.RemoteDisconnected):
+            http.client.HTTPResponse(sock).begin()
+    expected = (
+        "POST /v1/chat/completions -> no response: its body could not be read, and mitmproxy closed without an "
+        "answer: HTTP/1 protocol error: illegal chunk header"
+    )
+    deadline = time.monotonic() + 30
+    while expected not in bridge.log.read_bytes()[log_from:].decode(errors="replace"):
+        assert time.monotonic() < deadline, bridge.log.read_bytes()[log_from:].decode(errors="replace")
+        time.sleep(0.05)
+    assert fake.requests == []
 
 
 def test_absurdly_nested_json_is_400_not_forwarded(bridge, fake):

@@ -423,6 +423,7 @@ class ClaudeBridge:
     def error(self, flow: http.HTTPFlow) -> None:
         bridged = self._flows.pop(flow.id, None)
         if bridged is None:
+            self._unread(flow)
             return
         self._undivert(bridged)
         if flow.response is not None:
@@ -431,6 +432,20 @@ class ClaudeBridge:
             bridged.report.outcome = f"cut short: {flow.error.msg}"
         flow.comment = bridged.report.summary()
         self._log_request(flow, bridged)
+
+    def _unread(self, flow: http.HTTPFlow) -> None:
+        """A bridged request whose body mitmproxy could not read (broken chunked framing, a client gone mid-body).
+
+        No 400 is possible: mitmproxy 12's HTTP/1 layer closes the client connection before it calls this hook
+        (`Http1Server.read_body`), so the log and mitmweb are the only places left to say why there was no answer.
+        """
+        if flow.response or flow.error is None or flow.request.timestamp_end is not None:  # the body was read
+            return
+        if destination.claim(flow, ctx.options.bridge_hosts) is Claim.NOT_OURS:
+            return
+        closed = "its body could not be read, and mitmproxy closed without an answer"
+        flow.comment = f"claude-bridge: {closed}: {flow.error.msg}"
+        self._log_request(flow, None)
 
     def _log_request(self, flow: http.HTTPFlow, bridged: BridgedFlow | None) -> None:
         pool = self.settings.pool
