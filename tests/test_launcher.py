@@ -58,6 +58,42 @@ def test_ca_says_where_the_ca_is_and_how_to_trust_it():
     assert "trust-ca" in result.stdout and "NODE_EXTRA_CA_CERTS" in result.stdout and "SSL_CERT_FILE" in result.stdout
 
 
+def ca(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "claude_bridge", "ca", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.parametrize(
+    ("mode", "said", "warned"),
+    [
+        (0o600, "(mode 0600, yours alone; never share or commit it)", False),
+        (0o644, "(mode 0644: readable by others)", True),
+    ],
+)
+def test_ca_with_a_confdir_names_that_ca_and_its_key_as_it_really_is(tmp_path, mode, said, warned):
+    (tmp_path / "mitmproxy-ca-cert.pem").write_text("a certificate")
+    key = tmp_path / "mitmproxy-ca.pem"
+    key.write_text("a key")
+    key.chmod(mode)
+
+    result = ca("--confdir", str(tmp_path))
+
+    assert result.returncode == 0, result.stderr
+    assert f"CA certificate: {tmp_path / 'mitmproxy-ca-cert.pem'}\n" in result.stdout
+    assert f"CA private key: {key}  {said}\n" in result.stdout
+    assert ("WARNING: other users of this machine can read the CA's private key (mode 0644)" in result.stdout) is warned
+    assert (f"chmod 600 {key}" in result.stdout) is warned
+    assert f"trust-ca --cert {tmp_path / 'mitmproxy-ca-cert.pem'})" in result.stdout
+    assert f"untrust-ca --cert {tmp_path / 'mitmproxy-ca-cert.pem'})" in result.stdout
+
+
+def test_ca_before_the_ca_exists_says_so_of_the_key_too(tmp_path):
+    result = ca("--confdir", str(tmp_path))
+    assert f"CA private key: {tmp_path / 'mitmproxy-ca.pem'}  (not generated yet)" in result.stdout
+    assert "WARNING" not in result.stdout
+
+
 def test_proxy_env_is_sourceable_by_a_shell():
     printed = subprocess.run(
         [sys.executable, "-m", "claude_bridge", "proxy-env", "--port", "8111"],

@@ -177,7 +177,11 @@ def _mitmweb_parser(opts: options.Options) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["ca"]:
-        print(interception.ca_help(DEFAULT_CONFDIR))
+        where = argparse.ArgumentParser(prog="claude-bridge ca", description="Where the CA is, and how to trust it.")
+        where.add_argument(
+            "--confdir", type=Path, default=DEFAULT_CONFDIR, help="as the bridge's (default: %(default)s)"
+        )
+        print(interception.ca_help(where.parse_args(argv[1:]).confdir.expanduser().absolute()))
         return
     if argv[:1] == ["doctor"]:
         from . import doctor

@@ -538,7 +538,7 @@ def _ca(setup: Setup) -> Iterator[Check]:
             "CA",
             "fail",
             f"not generated yet in {setup.confdir}",
-            (f"{setup.launch}   # creates it at start; then Ctrl-C", _trust_command(cert)),
+            (f"{setup.launch}   # creates it at start; then Ctrl-C", interception.trust_command(cert)),
         )
         return
     if not key.exists():
@@ -546,12 +546,12 @@ def _ca(setup: Setup) -> Iterator[Check]:
             "CA",
             "fail",
             f"{cert} has no key beside it ({key}): the bridge will make a new CA at its next start",
-            (f"{setup.launch}   # then Ctrl-C, and trust the new CA: {_trust_command(cert)}",),
+            (f"{setup.launch}   # then Ctrl-C, and trust the new CA: {interception.trust_command(cert)}",),
         )
     elif key.stat().st_mode & 0o077:
         yield Check("CA", "warn", f"{key} is readable by others", (f"chmod 600 {shlex.quote(str(key))}",))
     else:
-        yield Check("CA", "ok", f"{cert} (key {key.name}: mode 0600)")
+        yield Check("CA", "ok", f"{cert} (key {key.name}: mode {key.stat().st_mode & 0o777:04o})")
     yield _system_store(cert)
     try:
         server = LoopbackTls(cert, key)
@@ -563,16 +563,9 @@ def _ca(setup: Setup) -> Iterator[Check]:
         yield _node_trust(cert, server.port)
 
 
-def _trust_command(cert: Path) -> str:
-    trust_ca = str(interception.helper("trust-ca"))
-    if cert != cli.CHECKOUT_CERTS / interception.CA_CERT:
-        trust_ca += f" --cert {shlex.quote(str(cert))}"
-    return f'eval "$({trust_ca})"'
-
-
 def _system_store(cert: Path) -> Check:
     """The bundle scripts/trust-ca updates (under CLAUDE_BRIDGE_TRUST_ROOT if set), or macOS's keychain."""
-    name, fix = "CA: system store", (_trust_command(cert),)
+    name, fix = "CA: system store", (interception.trust_command(cert),)
     root = os.environ.get("CLAUDE_BRIDGE_TRUST_ROOT", "")
     if sys.platform == "darwin" and not root:
         try:
@@ -661,7 +654,7 @@ def _python_trust(cert: Path, port: int) -> Check:
             reasons.add(str(e))
     if not refused:
         return Check("CA: Python", "ok", "trusted by " + ", ".join(f"{c} ({s})" for c, (s, _) in clients.items()))
-    fix = f"{_trust_command(cert)}   # sets SSL_CERT_FILE and REQUESTS_CA_BUNDLE"
+    fix = f"{interception.trust_command(cert)}   # sets SSL_CERT_FILE and REQUESTS_CA_BUNDLE"
     return Check("CA: Python", "fail", f"not trusted by {', '.join(refused)}: {'; '.join(sorted(reasons))}", (fix,))
 
 
@@ -684,7 +677,7 @@ def _node_trust(cert: Path, port: int) -> Check:
     if result.returncode == 0:
         extra = os.environ.get("NODE_EXTRA_CA_CERTS")
         return Check("CA: Node.js", "ok", "trusted" + (f" (NODE_EXTRA_CA_CERTS={extra})" if extra else ""))
-    fix = f"export NODE_EXTRA_CA_CERTS={shlex.quote(str(cert))}   # or {_trust_command(cert)}"
+    fix = f"export NODE_EXTRA_CA_CERTS={shlex.quote(str(cert))}   # or {interception.trust_command(cert)}"
     return Check("CA: Node.js", "fail", f"not trusted: {_last_line(result)}", (fix,))
 
 

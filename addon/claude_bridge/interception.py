@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
+import stat
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -30,20 +32,47 @@ def helper(name: str) -> Path:
     return SCRIPTS / name if (SCRIPTS / name).exists() else Path("scripts") / name
 
 
+def trust_command(cert: Path, script: str = "trust-ca") -> str:
+    """The line that runs scripts/trust-ca (or untrust-ca) for `cert`, naming it unless it is the script's default."""
+    command = str(helper(script))
+    if cert != SCRIPTS.parent / "certs" / CA_CERT:
+        command += f" --cert {shlex.quote(str(cert))}"
+    return f'eval "$({command})"'
+
+
+def key_mode(key: Path) -> tuple[str, str | None]:
+    """What `ls -l` would say of the CA's key in words, and a warning when others can read it."""
+    try:
+        mode = stat.S_IMODE(key.stat().st_mode)
+    except FileNotFoundError:
+        return "not generated yet", None
+    except OSError as e:
+        return f"its mode cannot be read: {e.strerror}", None
+    if not mode & 0o077:
+        return f"mode {mode:04o}, yours alone; never share or commit it", None
+    warning = (
+        f"other users of this machine can read the CA's private key (mode {mode:04o}), and with it pose as any "
+        f"site to apps that trust the CA: chmod 600 {shlex.quote(str(key))}"
+    )
+    return f"mode {mode:04o}: readable by others", warning
+
+
 def ca_help(confdir: Path) -> str:
     cert, key = confdir / CA_CERT, confdir / CA_KEY
     state = "" if cert.exists() else "  (not generated yet: start `claude-bridge --mode regular` once)"
+    key_state, warning = key_mode(key)
+    warned = f"WARNING: {warning}\n" if warning else ""
     return f"""\
 CA certificate: {cert}{state}
-CA private key: {key}  (mode 0600; never share or commit it)
-
+CA private key: {key}  ({key_state})
+{warned}
 Trust it system-wide (Debian/Ubuntu, Fedora/RHEL, macOS; asks for sudo) and set the variables in this shell:
-  eval "$({helper("trust-ca")})"
+  {trust_command(cert)}
 (`--dry-run` only shows the commands and prints the variables), and undo with:
-  eval "$({helper("untrust-ca")})"
+  {trust_command(cert, "untrust-ca")}
 
 Runtimes that ignore the system store need a variable in the app's environment:
-  export NODE_EXTRA_CA_CERTS={cert}   # Node.js
+  export NODE_EXTRA_CA_CERTS={shlex.quote(str(cert))}   # Node.js
   export SSL_CERT_FILE=<bundle>        # Python ssl, httpx, openai-python
   export REQUESTS_CA_BUNDLE=<bundle>   # requests
 where <bundle> is the system bundle plus this CA: `trust-ca` writes one and prints these lines filled in.
