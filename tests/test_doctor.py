@@ -121,6 +121,35 @@ def test_without_a_login_the_cli_says_so_and_nothing_is_sent(env, fake, claude_b
     assert fake.requests == []
 
 
+@pytest.mark.parametrize("line", ['bridge_access_key: "k3y"', "'bridge_access_key': k3y"])
+def test_an_access_key_in_a_config_file_others_can_read_is_flagged_with_the_chmod(env, tmp_path, line):
+    config = tmp_path / "certs" / "config.yaml"
+    config.parent.mkdir()
+    config.write_text(f"bridge_history: flatten\n{line}\n")
+    config.chmod(0o644)  # as `echo ... >> certs/config.yaml` leaves it under the usual umask
+    args = ("--claude-bin", "/nonexistent", "--port", free_port(), "--confdir", tmp_path / "certs")
+
+    flagged = doctor(*args, env=env)["config"]
+
+    assert flagged.status == "warn"
+    assert flagged.found == (
+        f"bridge_access_key is readable by other users of this machine, who could use your plan with it: "
+        f"{config} (mode 0644)"
+    )
+    assert flagged.fixes == [f"chmod 600 {config}"]
+    config.chmod(0o600)
+    assert doctor(*args, env=env)["config"].status == "ok"
+
+
+def test_a_config_file_others_can_read_without_an_access_key_is_fine(env, tmp_path):
+    config = tmp_path / "certs" / "config.yaml"
+    config.parent.mkdir()
+    config.write_text("bridge_history: flatten\n# bridge_access_key: kept elsewhere\n")
+    config.chmod(0o644)
+    report = doctor("--claude-bin", "/nonexistent", "--port", free_port(), "--confdir", tmp_path / "certs", env=env)
+    assert report["config"].status == "ok"
+
+
 @pytest.fixture
 def other_program() -> Iterator[int]:
     """A port held by an HTTP server that is not the bridge."""

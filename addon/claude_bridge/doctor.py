@@ -69,6 +69,7 @@ HEALTH_TIMEOUT = 2
 SYSTEM_BUNDLES = ("etc/ssl/certs/ca-certificates.crt", "etc/pki/tls/certs/ca-bundle.crt")
 """The system CA bundles scripts/trust-ca has rebuilt with the CA in them (Debian/Ubuntu, Fedora/RHEL)."""
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+ACCESS_KEY_LINE = re.compile(r"""^["']?bridge_access_key["']?\s*:""", re.MULTILINE)
 PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
 
 
@@ -221,9 +222,26 @@ def _config(setup: Setup) -> Check:
     files = [setup.confdir / name for name in CONFIG_FILES if (setup.confdir / name).is_file()]
     if setup.config_error:
         return Check("config", "fail", setup.config_error, (f"edit {shlex.quote(str(files[-1]))}",) if files else ())
+    if exposed := [file for file in files if _holds_access_key(file) and file.stat().st_mode & 0o077]:
+        found = "; ".join(f"{file} (mode {file.stat().st_mode & 0o777:04o})" for file in exposed)
+        return Check(
+            "config",
+            "warn",
+            f"bridge_access_key is readable by other users of this machine, who could use your plan with it: {found}",
+            tuple(f"chmod 600 {shlex.quote(str(file))}" for file in exposed),
+        )
     if files:
         return Check("config", "ok", f"{', '.join(map(str, files))} (the command line wins over it)")
     return Check("config", "info", f"no config.yaml in {setup.confdir}; defaults and --set only")
+
+
+def _holds_access_key(config: Path) -> bool:
+    """A top-level `bridge_access_key:` line, quoted or not (the file has loaded as YAML by now)."""
+    try:
+        text = config.read_text(errors="replace")
+    except OSError:
+        return False
+    return ACCESS_KEY_LINE.search(text) is not None
 
 
 def _modes(setup: Setup) -> Check:
