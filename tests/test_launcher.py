@@ -43,6 +43,27 @@ def test_local_capture_without_root_on_linux_is_refused_up_front(monkeypatch):
     assert interception.mode_problems(["regular", "wireguard", "reverse:https://api.openai.com@3456"]) == []
 
 
+@pytest.mark.parametrize(
+    ("flags", "confdir"),
+    [
+        (["--set", "confdir=/set"], "/set"),
+        (["--confdir", "/flag", "--set", "confdir=/set"], "/set"),
+        (["--set", "confdir=/set", "--confdir", "/flag"], "/flag"),
+        (["--set", "confdir=/one", "--set", "bridge_history=flatten", "--set", "confdir=/two"], "/two"),
+    ],
+)
+def test_set_confdir_is_the_confdir_flag_by_another_name_and_the_last_one_given_wins(flags, confdir):
+    args = cli.parser().parse_args(flags)
+    argv = cli.mitmproxy_args(args, ["regular"])
+    assert [value for value in argv if value.startswith("confdir=")] == [f"confdir={confdir}"]
+    assert [value for value in argv if value.startswith("bridge_")] == [f for f in flags if f.startswith("bridge_")]
+
+
+def test_a_bridge_started_with_set_confdir_keeps_its_ca_there(start_bridge, tmp_path):
+    start_bridge(f"confdir={tmp_path}")
+    assert (tmp_path / "mitmproxy-ca-cert.pem").is_file()
+
+
 def test_launcher_exits_with_the_problem(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "claude_bridge", "--mode", "nonsense"], capture_output=True, text=True, timeout=60

@@ -93,16 +93,41 @@ def parser() -> argparse.ArgumentParser:
         "--web", action="store_true", help="run the mitmweb UI to inspect bridged flows, instead of terminal logs"
     )
     p.add_argument("--claude-bin", metavar="PATH", help="the Claude Code CLI to run (default: `claude` on PATH)")
-    p.add_argument("--confdir", type=Path, default=DEFAULT_CONFDIR, help="where the CA lives (default: %(default)s)")
+    p.add_argument(
+        "--confdir",
+        type=Path,
+        default=DEFAULT_CONFDIR,
+        help="where the CA and config.yaml live (default: %(default)s); --set confdir=DIR says the same, and of "
+        "the two the one given last wins",
+    )
     p.add_argument(
         "--set",
         metavar="NAME=VALUE",
-        action="append",
+        action=_SetOption,
         default=[],
         dest="setoptions",
         help="set any mitmproxy or bridge option, e.g. --set bridge_history=flatten (repeatable)",
     )
     return p
+
+
+class _SetOption(argparse.Action):
+    """`--set NAME=VALUE`, collected in order; `--set confdir=DIR` is --confdir by another name.
+
+    The launcher hands mitmproxy one confdir (it refuses two values for one option), so the two spellings share
+    one destination, where argparse lets the one given last win.
+    """
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, value: Any, _: Any = None
+    ) -> None:
+        name, _equals, directory = str(value).partition("=")
+        if name.strip() != "confdir":
+            namespace.setoptions = [*namespace.setoptions, value]
+        elif not directory:
+            parser.error("--set confdir=DIR needs a directory")
+        else:
+            namespace.confdir = Path(directory)
 
 
 def mode_specs_for(modes: Sequence[str], port: int | None) -> list[str]:
