@@ -145,7 +145,10 @@ def test_a_chunked_request_body_is_answered(bridge, fake):
 def test_a_body_with_broken_chunked_framing_gets_no_answer_and_the_log_says_why(bridge, fake):
     """mitmproxy 12 closes the connection on a body it cannot read before any hook could answer with a 400."""
     log_from = bridge.log.stat().st_size
-    head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: api.openai.com\r\nTransfer-Encoding: chunked\r\n\r\n"
+    head = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: api.openai.com\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+    )
     with socket.create_connection(("127.0.0.1", bridge.port), timeout=30) as sock:
         sock.sendall(head + b"not-a-size\r\n{}\r\n0\r\n\r\n")
         with pytest.raises(http.client.RemoteDisconnected):
