@@ -24,9 +24,18 @@ Which behaviour answers a request, first match wins:
 
 A non-streaming request answers with the whole message (a stall still never answers, a reset still resets).
 
+Usage is what a real account would be billed: the fake keeps Anthropic's prompt cache (``fake.cache``, see
+fake_prompt_cache.py for the rules and the token estimate) and reports ``cache_read_input_tokens``,
+``cache_creation_input_tokens`` and ``input_tokens`` for the rest, both in ``message_start`` and, as the API does,
+in ``message_delta``. Each request's ``Recorded.cache`` says what it read and wrote; one answered with an error or
+not at all touches no entry. The minimum cacheable prefix is the real one (1024 tokens for Sonnet and Opus, 2048
+for Haiku): the CLI's own system prompt (about 1,700 tokens by the estimate) passes it, a bridge run's (the
+client's system prompt and about 50 tokens of the CLI's) only with a long client prompt; a test that wants short
+conversations cached lowers ``fake.cache.min_tokens`` (``reset()`` restores it).
+
 Standalone, in echo mode until Ctrl-C (for the benchmark)::
 
-    python tests/fake_anthropic.py --port 8999 --token-delay 0.02 --chunk-chars 4
+    python tests/fake_anthropic.py --port 8999 --token-delay 0.02 --chunk-chars 4 [--min-cache-tokens 0]
 """
 
 from __future__ import annotations
@@ -42,11 +51,15 @@ import shlex
 import socket
 import struct
 import threading
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
+
+from fake_prompt_cache import CacheUse, Prompt, PromptCache
 
 Json = dict[str, Any]
 
@@ -97,6 +110,8 @@ class Usage:
     output_tokens: int = 0
     cache_creation_input_tokens: int = 0
     cache_read_input_tokens: int = 0
+    # Of cache_creation_input_tokens, those written with the 1-hour ttl (the API's cache_creation breakdown).
+    cache_creation_1h_input_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -110,7 +125,7 @@ class Echo:
 
 @dataclass(frozen=True)
 class Reply:
-    """Reply with exactly these text deltas; usage None means estimated from the request."""
+    """Reply with exactly these text deltas; usage None means the fake's own count (the cache is used either way)."""
 
     chunks: tuple[str, ...]
     delay: float = 0.0
@@ -198,11 +213,20 @@ Behaviour = Echo | Reply | Gate | ApiError | Hang | Stall | StreamError | Reset 
 
 @dataclass(frozen=True)
 class Recorded:
-    """One request as the fake received it (credentials redacted)."""
+    """One request as the fake received it (credentials redacted), and what it did with the prompt cache."""
 
     path: str
     headers: dict[str, str]
     body: Json
+    cache: CacheUse = field(default_factory=CacheUse)
+
+    @property
+    def cache_read(self) -> int:
+        return self.cache.read
+
+    @property
+    def cache_write(self) -> int:
+        return self.cache.written
 
 
 class _Block(NamedTuple):
@@ -336,7 +360,12 @@ def _split(text: str, size: int) -> list[str]:
     return [text[i : i + size] for i in range(0, len(text), size)]
 
 
-def _turn(behaviour: Behaviour, body: Json) -> _Turn:
+def _sends_message(behaviour: Behaviour) -> bool:
+    """Whether the API got as far as reading the prompt (and so the cache)."""
+    return not isinstance(behaviour, ApiError | Hang) and not (isinstance(behaviour, Reset) and not behaviour.chunks)
+
+
+def _turn(behaviour: Behaviour, body: Json, cache: CacheUse) -> _Turn:
     """The message a behaviour sends, cut to the request's max_tokens (one token per delta)."""
     match behaviour:
         case Echo(prefix, chunk_chars, delay):
@@ -365,7 +394,8 @@ def _turn(behaviour: Behaviour, body: Json) -> _Turn:
             raise TypeError(f"{behaviour!r} does not send a message")
     blocks, cut = _clip(turn.blocks, body.get("max_tokens"))
     given = behaviour.usage if isinstance(behaviour, Reply) else None
-    estimate = Usage(max(1, len(json.dumps(body)) // 4), sum(len(block.chunks) for block in blocks))
+    output_tokens = sum(len(block.chunks) for block in blocks)
+    estimate = Usage(cache.uncached, output_tokens, cache.written, cache.read, cache.written_1h)
     return replace(turn, blocks=blocks, usage=given or estimate, stop_reason="max_tokens" if cut else turn.stop_reason)
 
 
@@ -389,8 +419,18 @@ def _clip(blocks: list[_Block], limit: int | None) -> tuple[list[_Block], bool]:
 class FakeAnthropic:
     """The fake API: serves on 127.0.0.1 in a background thread; a context manager."""
 
-    def __init__(self, default: Behaviour = Echo(), *, port: int = 0) -> None:
+    def __init__(
+        self,
+        default: Behaviour = Echo(),
+        *,
+        port: int = 0,
+        min_cache_tokens: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """min_cache_tokens None is the real API's minimum for the request's model; clock times cache entries."""
         self.default = default
+        self.cache = PromptCache(min_cache_tokens, clock)
+        self._min_cache_tokens = min_cache_tokens
         self._port = port
         self._lock = threading.Lock()
         self._queue: collections.deque[Behaviour] = collections.deque()
@@ -419,10 +459,13 @@ class FakeAnthropic:
             self._queue.extend(behaviours)
 
     def reset(self) -> None:
-        """Forget queued behaviours and restore the default, so one test's leftovers never answer the next."""
+        """Forget queued behaviours and cache entries, restore the default and the cache's minimum, so one test's
+        leftovers never answer (or cache) for the next."""
         with self._lock:
             self._queue.clear()
             self.default = Echo()
+        self.cache.clear()
+        self.cache.min_tokens = self._min_cache_tokens
 
     def start(self) -> FakeAnthropic:
         """Bind and serve in a daemon thread."""
@@ -514,11 +557,14 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send_error(ApiError(400, "invalid_request_error", "the body is not a JSON object"))
         redacted = {"authorization", "x-api-key"}
         headers = {k: "<redacted>" if k.lower() in redacted else v for k, v in self.headers.items()}
-        self.fake._record(Recorded(self.path, headers, body))
         try:
+            prompt = Prompt.parse(body)
             chosen = self.fake._choose(body)
         except ValueError as err:
+            self.fake._record(Recorded(self.path, headers, body))
             return self._send_error(ApiError(400, "invalid_request_error", str(err)))
+        cache = self.fake.cache.use(prompt) if _sends_message(chosen) else CacheUse()
+        self.fake._record(Recorded(self.path, headers, body, cache))
         try:
             match chosen:
                 case ApiError():
@@ -528,9 +574,9 @@ class _Handler(BaseHTTPRequestHandler):
                 case Reset(chunks=()):
                     self._reset()
                 case _ if body.get("stream") is True:
-                    self._stream(_turn(chosen, body), body)
+                    self._stream(_turn(chosen, body, cache), body)
                 case _:
-                    self._send_message(_turn(chosen, body), body)
+                    self._send_message(_turn(chosen, body, cache), body)
         except (_Gone, ConnectionError):
             self.close_connection = True
 
@@ -562,7 +608,7 @@ class _Handler(BaseHTTPRequestHandler):
         if turn.ending == "reset":
             self._reset()
         content = [_block(block, "".join(block.chunks)) for block in turn.blocks]
-        self._send_json(200, _message(body, content, turn.stop_reason, asdict(turn.usage)))
+        self._send_json(200, _message(body, content, turn.stop_reason, _usage(turn.usage)))
 
     def _stream(self, turn: _Turn, body: Json) -> None:
         """The exact Anthropic event sequence, one chunk per event, flushed as it goes."""
@@ -572,7 +618,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("request-id", _request_id())
         self.send_header("transfer-encoding", "chunked")
         self.end_headers()
-        start_usage = {**asdict(turn.usage), "output_tokens": 1}
+        start_usage = {**_usage(turn.usage), "output_tokens": 1}
         self._event("message_start", {"message": _message(body, [], None, start_usage)})
         self._event("ping", {})
         sent = 0
@@ -608,7 +654,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._event("content_block_stop", {"index": index})
         end: Json = {"stop_reason": turn.stop_reason, "stop_sequence": None}
         thinking = sum(len(block.chunks) for block in turn.blocks if block.kind == "thinking")
-        usage = {"output_tokens": turn.usage.output_tokens, "output_tokens_details": {"thinking_tokens": thinking}}
+        # As the API's: the input counts again, and the output so far.
+        usage = {
+            **{k: v for k, v in _usage(turn.usage).items() if k != "cache_creation"},
+            "output_tokens_details": {"thinking_tokens": thinking},
+        }
         self._event("message_delta", {"delta": end, "usage": usage})
         self._event("message_stop", {})
         self._end_chunks()
@@ -662,6 +712,14 @@ def _block(block: _Block, text: str, streaming: bool = False) -> Json:
     return {"type": "text", "text": text}
 
 
+def _usage(usage: Usage) -> Json:
+    """The API's usage object, with its breakdown of cache writes by ttl."""
+    fields = asdict(usage)
+    hour = fields.pop("cache_creation_1h_input_tokens")
+    five_minutes = usage.cache_creation_input_tokens - hour
+    return fields | {"cache_creation": {"ephemeral_5m_input_tokens": five_minutes, "ephemeral_1h_input_tokens": hour}}
+
+
 def _message(body: Json, content: list[Json], stop_reason: str | None, usage: Json) -> Json:
     """A Messages API message object (the model echoed from the request)."""
     return {
@@ -695,8 +753,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--token-delay", type=float, default=0.0, help="seconds between text deltas")
     parser.add_argument("--chunk-chars", type=int, default=4, help="characters per text delta")
+    parser.add_argument("--min-cache-tokens", type=int, help="shortest prefix cached (default: the model's)")
     args = parser.parse_args()
-    with FakeAnthropic(Echo(chunk_chars=args.chunk_chars, delay=args.token_delay), port=args.port) as fake:
+    echo = Echo(chunk_chars=args.chunk_chars, delay=args.token_delay)
+    with FakeAnthropic(echo, port=args.port, min_cache_tokens=args.min_cache_tokens) as fake:
         print(f"fake Anthropic API on {fake.url}", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
