@@ -1,16 +1,29 @@
-"""Anthropic's prompt cache as the fake API simulates it (fake_prompt_cache.py): the API's rules, and the usage the
-fake reports and records."""
+"""Anthropic's prompt cache: the fake API's simulation of it, then what the real CLI and the bridge get from it.
+
+The figures that matter are the share of a follow-up's input read from cache on a 10-turn chat: one CLI process
+fed every turn on stdin reads the whole earlier conversation back; the bridge, a new CLI per request resuming a
+synthetic transcript, reads only the system prompt back. The shares are printed (run with `-s` to see them), with
+the price of that input relative to no caching at all (reads cost 0.1 of an input token, 1-hour writes 2).
+"""
 
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
+import os
+import subprocess
+import threading
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from fake_anthropic import ApiError, FakeAnthropic, Reply, Usage
-from fake_prompt_cache import CacheUse, Prompt, PromptCache, estimate_tokens
+from claude_bridge.claude.invocation import MAX_TURNS, SAFE_FLAGS
+from conftest import CLAUDE_BIN
+from fake_anthropic import ApiError, FakeAnthropic, Recorded, Reply, Usage
+from fake_prompt_cache import CacheUse, Prompt, PromptCache, estimate_tokens, minimum_tokens
 
 MODEL = "claude-sonnet-5-5"  # what the CLI makes of "sonnet", the bridge's model for gpt-4o
 
@@ -204,3 +217,134 @@ def test_errors_touch_no_entry_and_given_usage_replaces_only_the_report() -> Non
     assert errored.cache == CacheUse()
     assert (replied.cache_write, again.cache_read) == (tokens(block("S")), tokens(block("S")))
     assert refused[0] == 400 and b"maximum of 4" in refused[1]
+
+
+# --- the real CLI and the bridge --------------------------------------------------------------------------------
+
+LONG_SYSTEM = "You are the support assistant of a bicycle shop; answer briefly and politely. " * 60  # ~1,200 tokens
+SHORT_TURNS = [f"Question {i}: is a {20 + i}-inch wheel right for a rider of my height?" for i in range(10)]
+LONG_TURNS = [turn + " My bike has a steel frame, rim brakes and a 1x drivetrain." * 10 for turn in SHORT_TURNS]
+CHATS = {
+    # The chat DESIGN.md measured: no client system prompt, short turns, caching from the first token.
+    "short chat, no minimum": ("", 0, SHORT_TURNS),
+    # What a real account would be billed (Sonnet's minimum of 1024 tokens) for an app with a long system prompt,
+    "long system prompt, real minimum": (LONG_SYSTEM, None, SHORT_TURNS),
+    # ... and for one without a system prompt whose conversation passes the minimum at its third turn.
+    "long turns, real minimum": ("", None, LONG_TURNS),
+}
+
+
+@dataclass(frozen=True)
+class Chat:
+    name: str
+    system_prompt: str
+    minimum: int  # of the fake's cache
+    turns: list[str]
+
+
+@pytest.fixture(params=list(CHATS))
+def chat(request: pytest.FixtureRequest, fake: Any) -> Chat:
+    """A chat to hold, with the fake's cache minimum set for it."""
+    system_prompt, minimum, turns = CHATS[request.param]
+    fake.server.cache.min_tokens = minimum
+    return Chat(request.param, system_prompt, minimum_tokens(MODEL) if minimum is None else minimum, turns)
+
+
+def follow_up_share(requests: list[Recorded]) -> float:
+    """The share of the follow-ups' input read from cache."""
+    follow_ups = requests[1:]
+    return sum(r.cache_read for r in follow_ups) / sum(r.cache.total for r in follow_ups)
+
+
+def follow_up_price(requests: list[Recorded]) -> float:
+    """What the follow-ups' input costs, as a share of its price without caching (reads 0.1, writes 1.25 or 2)."""
+    follow_ups = [r.cache for r in requests[1:]]
+    price = sum(c.read * 0.1 + c.written_1h * 2 + (c.written - c.written_1h) * 1.25 + c.uncached for c in follow_ups)
+    return price / sum(c.total for c in follow_ups)
+
+
+def test_a_second_identical_request_reads_the_system_prompt_back(bridge: Any, fake: Any) -> None:
+    messages = [{"role": "system", "content": LONG_SYSTEM}, {"role": "user", "content": "hi"}]
+    client = bridge.client()
+
+    client.chat.completions.create(model="gpt-4o", messages=messages)
+    again = client.chat.completions.create(model="gpt-4o", messages=messages)
+
+    first, second = fake.requests
+    system = Prompt.parse(second.body).section_tokens("system")
+    assert system > 1024, "over Sonnet's minimum, as the real API needs"
+    assert (first.cache_read, first.cache_write) == (0, first.cache.total), "written up to the environment block"
+    assert second.cache_read == system, "the environment names each run's own directory: read up to it only"
+    assert again.usage.prompt_tokens == second.cache.total
+    assert again.usage.prompt_tokens_details.cached_tokens == system
+
+
+def test_one_cli_fed_every_turn_reads_the_whole_earlier_conversation_back(
+    chat: Chat, fake: Any, tmp_path: Path
+) -> None:
+    (tmp_path / "home").mkdir()
+    (tmp_path / "cwd").mkdir()
+    (tmp_path / "system.txt").write_text(chat.system_prompt)
+    argv = [CLAUDE_BIN, *SAFE_FLAGS, "--max-turns", str(MAX_TURNS), "--model", "sonnet"]
+    argv += ["--system-prompt-file", str(tmp_path / "system.txt")]
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path / "home"),
+        "ANTHROPIC_BASE_URL": fake.url,
+        "CLAUDE_CODE_OAUTH_TOKEN": "sk-ant-oat01-test",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "DISABLE_AUTOUPDATER": "1",
+    }
+    process = subprocess.Popen(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=tmp_path / "cwd", env=env
+    )
+    assert process.stdin is not None and process.stdout is not None
+    watchdog = threading.Timer(120, process.kill)
+    watchdog.start()
+    results = []
+    try:
+        for turn in chat.turns:
+            message = {"role": "user", "content": [{"type": "text", "text": turn}]}
+            process.stdin.write(json.dumps({"type": "user", "message": message}) + "\n")
+            process.stdin.flush()  # and kept open: the next turn goes to the same process
+            results.append(next(line for line in map(json.loads, process.stdout) if line["type"] == "result"))
+        process.stdin.close()
+        assert process.wait(30) == 0
+    finally:
+        watchdog.cancel()
+
+    requests = fake.requests
+    assert len(requests) == len(results) == len(chat.turns)
+    for previous, request in itertools.pairwise(requests):
+        if previous.cache.total >= chat.minimum:
+            assert request.cache_read == previous.cache.total, "everything the previous turn sent"
+            assert request.cache.uncached == 0
+    assert [r["usage"]["cache_read_input_tokens"] for r in results] == [r.cache_read for r in requests]
+    share = follow_up_share(requests)
+    price = follow_up_price(requests)
+    print(f"\none CLI, {len(chat.turns)} turns on stdin ({chat.name}): {share:.0%} read from cache, priced {price:.0%}")
+    assert share > 0.75 and price < 0.5
+
+
+def test_a_cli_per_request_resuming_the_history_reads_only_the_system_prompt_back(
+    chat: Chat, bridge: Any, fake: Any
+) -> None:
+    client = bridge.client()
+    messages = [{"role": "system", "content": chat.system_prompt}] if chat.system_prompt else []
+    cached = []
+    for turn in chat.turns:
+        messages.append({"role": "user", "content": turn})
+        completion = client.chat.completions.create(model="gpt-4o", messages=messages)
+        messages.append({"role": "assistant", "content": completion.choices[0].message.content})
+        cached.append(completion.usage.prompt_tokens_details.cached_tokens)
+
+    requests = fake.requests
+    assert cached == [r.cache_read for r in requests]
+    for request in requests[1:]:
+        system = Prompt.parse(request.body).section_tokens("system")
+        assert request.cache_read == (system if system >= chat.minimum else 0)
+    share = follow_up_share(requests)
+    price = follow_up_price(requests)
+    print(f"\na CLI per request, --resume ({chat.name}): {share:.0%} read from cache, priced {price:.0%}")
+    if not chat.system_prompt:
+        assert price > 1, "every request writes the whole conversation to cache for an hour and never reads it"
