@@ -81,6 +81,32 @@ def test_the_backend_serves_only_jobs_the_addon_parked(bridge, fake):
     assert bridge.claude_children() == []
 
 
+@pytest.mark.parametrize(
+    "framing",
+    [b"Content-Length: 419430400\r\n\r\n", b"Transfer-Encoding: chunked\r\n\r\nffffffffffff\r\n"],
+    ids=["400-MiB-length", "huge-chunk"],
+)
+def test_the_backend_refuses_an_unparked_job_without_waiting_for_its_body(bridge, fake, framing):
+    (port,) = backend_ports(bridge.process.pid, bridge.port)
+    path = backend.JOB_PATH_PREFIX + secrets.token_urlsafe(32)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\n".encode() + framing)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 404")
+    assert fake.requests == []
+
+
+async def test_the_backend_drops_a_connection_that_never_finishes_its_request_head():
+    served = backend.Backend(head_timeout=0.1)
+    await served.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+        writer.write(b"GET /claude-bridge/jobs/")
+        assert await asyncio.wait_for(reader.read(), 10) == b""
+        writer.close()
+    finally:
+        await served.stop()
+
+
 async def test_a_parked_job_is_served_once():
     served = backend.Backend()
     await served.start()

@@ -26,6 +26,9 @@ logger = logging.getLogger(__name__)
 JOB_PATH_PREFIX = "/claude-bridge/jobs/"
 SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
 MAX_HEADER_BYTES = 64 * 1024
+# mitmproxy writes a request head at once; only a stranger to this port would be slower.
+HEAD_TIMEOUT = 10.0
+BODY_PIECE = 64 * 1024
 # Enough for each run to be interrupted and reaped (SIGINT, then SIGKILL after the CLI's grace) and its error sent.
 STOP_GRACE = 5.0
 SHUTTING_DOWN = OpenAIError(
@@ -55,7 +58,8 @@ Job = StreamJob | JsonJob
 
 
 class Backend:
-    def __init__(self) -> None:
+    def __init__(self, head_timeout: float = HEAD_TIMEOUT) -> None:
+        self.head_timeout = head_timeout
         self._jobs: dict[str, Job] = {}
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
@@ -110,7 +114,7 @@ class Backend:
                 await _write_head(writer, 404, {"Content-Type": "text/plain"}, b"unknown job\n")
                 return
             await self._answer(job, reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as e:
+        except (ConnectionError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as e:
             logger.debug("backend connection ended: %r", e)
         finally:
             self._connections.discard(task)
@@ -119,17 +123,19 @@ class Backend:
                 await writer.wait_closed()
 
     async def _read_request(self, reader: asyncio.StreamReader) -> Job | None:
-        head = await reader.readuntil(b"\r\n\r\n")
+        """The parked job the request names; a request for any other path is refused before its body is read."""
+        async with asyncio.timeout(self.head_timeout):
+            head = await reader.readuntil(b"\r\n\r\n")
         if len(head) > MAX_HEADER_BYTES:
             return None
         request_line, *header_lines = head.decode("latin-1").split("\r\n")
         path = request_line.split(" ")[1] if request_line.count(" ") >= 2 else ""
         headers = {name.strip().lower(): value.strip() for name, _, value in (h.partition(":") for h in header_lines)}
-        # The body is the client's original request, kept on the flow for inspection; the job already holds it parsed.
-        await _skip_body(reader, headers)
-        if not path.startswith(JOB_PATH_PREFIX):
-            return None
-        return self._jobs.pop(path.removeprefix(JOB_PATH_PREFIX), None)
+        job = self._jobs.pop(path.removeprefix(JOB_PATH_PREFIX), None) if path.startswith(JOB_PATH_PREFIX) else None
+        if job is not None:
+            # The body is the client's original request, kept on the flow for inspection; the job holds it parsed.
+            await _skip_body(reader, headers)
+        return job
 
     async def _answer(self, job: Job, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Run the job, cancelling it the moment mitmproxy drops the connection (the client went away)
@@ -157,11 +163,20 @@ async def _skip_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> N
     """Read past the request body, whether mitmproxy forwards it with a length or chunked (as the client sent it)."""
     if "chunked" in headers.get("transfer-encoding", "").lower():
         while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
-            await reader.readexactly(size + 2)
+            await _skip(reader, size + 2)
         while await reader.readuntil(b"\r\n") != b"\r\n":  # trailers, then the blank line
             pass
     else:
-        await reader.readexactly(int(headers.get("content-length", "0")))
+        await _skip(reader, int(headers.get("content-length", "0")))
+
+
+async def _skip(reader: asyncio.StreamReader, size: int) -> None:
+    """Read `size` bytes a piece at a time and keep none: whatever a length announces, memory stays flat."""
+    while size > 0:
+        piece = await reader.read(min(size, BODY_PIECE))
+        if not piece:
+            raise asyncio.IncompleteReadError(b"", size)
+        size -= len(piece)
 
 
 async def _until_eof(reader: asyncio.StreamReader) -> None:
