@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -74,6 +75,31 @@ def fake(fake_server: FakeAnthropic) -> Iterator[Fake]:
     fake_server.reset()
     yield Fake(fake_server)
     fake_server.reset()
+
+
+def first_response(sock: socket.socket) -> tuple[int, bytes]:
+    """The status and body of the first response on a raw socket, an interim `100 Continue` included."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += _received(sock, data)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+    while length and len(body) < int(length[1]):
+        body += _received(sock, data + body)
+    return int(head.split(b" ", 2)[1]), body
+
+
+def _received(sock: socket.socket, so_far: bytes) -> bytes:
+    piece = sock.recv(65536)
+    if not piece:
+        raise ConnectionError(f"the connection closed after {so_far[:200]!r}")
+    return piece
+
+
+def rss(pid: int) -> int:
+    """The resident memory of process `pid`, in bytes."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmRSS:\s*(\d+) kB", status)[1]) * 1024  # type: ignore[index]
 
 
 def free_port() -> int:

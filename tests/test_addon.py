@@ -11,7 +11,7 @@ from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.proxy.server_hooks import ServerConnectionHookData
 from mitmproxy.test import taddons, tflow, tutils
 
-from claude_bridge import access
+from claude_bridge import access, backend
 from claude_bridge.addon import ClaudeBridge
 
 
@@ -147,6 +147,27 @@ async def test_chat_is_diverted_to_the_backend_and_restored_for_inspection(bridg
     assert flow.request.url == "https://api.openai.com/v1/chat/completions?x=1"
     assert flow.request.host_header == "api.openai.com"
     assert callable(flow.response.stream)
+
+
+async def test_a_refusal_from_the_headers_is_left_to_the_backend_and_the_body_to_nobody(bridge):
+    from mitmproxy import ctx
+
+    ctx.options.update(bridge_max_body=1024)
+    flow = openai_flow("POST", "/v1/chat/completions")
+    flow.request.content = None  # as mitmproxy hands a request to `requestheaders`
+    flow.request.headers.update({"Content-Length": "4096", "Expect": "100-continue"})
+    bridge.requestheaders(flow)
+    assert flow.response is None, "an answer set here would be sent only after the whole body"
+    assert "expect" not in flow.request.headers, "no 100 Continue asks for the body"
+    assert list(flow.request.stream(b"body")) == []
+    assert isinstance(bridge.backend._jobs[flow.request.path.removeprefix("/claude-bridge/jobs/")], backend.Refusal)
+    bridge.request(flow)  # at the end of the body, if the client sends it anyway
+    assert flow.response is None
+    flow.response = tutils.tresp(status_code=413)
+    bridge.responseheaders(flow)
+    bridge.response(flow)
+    assert flow.request.url == "https://api.openai.com/v1/chat/completions"
+    assert flow.comment.startswith("claude-bridge: refused with 413")
 
 
 async def test_a_flow_that_fails_before_the_backend_forgets_its_job(bridge):

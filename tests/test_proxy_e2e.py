@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from mitmproxy import io
 
-from conftest import ROOT, Bridge, bridge_env, free_port
+from conftest import ROOT, Bridge, bridge_env, first_response, free_port, rss
 from fake_anthropic import Reply
 
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -202,3 +202,36 @@ def test_a_64_mb_body_gets_413_in_openais_shape(bridge, fake, chunked):
     assert response.status == 413
     assert json.loads(response.read())["error"]["code"] == "request_too_large"
     assert fake.requests == []
+
+
+ANNOUNCED = 300 * 1024 * 1024
+
+
+def announcing_head(*headers: str) -> bytes:
+    """A chat request head announcing a 300 MiB body (ten times bridge_max_body), sent without the body."""
+    lines = ["POST /v1/chat/completions HTTP/1.1", "Host: localhost", "Content-Type: application/json"]
+    lines += [f"Content-Length: {ANNOUNCED}", *headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def test_a_body_announced_over_the_limit_gets_413_before_it_is_sent_and_is_never_kept(bridge, fake):
+    before = rss(bridge.process.pid)
+    with socket.create_connection(("127.0.0.1", bridge.port), timeout=30) as sock:
+        sock.sendall(announcing_head())
+        status, body = first_response(sock)
+        assert status == 413
+        assert json.loads(body)["error"]["code"] == "request_too_large"
+        # A client that sends its body anyway: none of it is kept (the bridge closes the connection after its 413).
+        with contextlib.suppress(OSError):
+            for _ in range(64):
+                sock.sendall(b"x" * 1024 * 1024)
+    assert rss(bridge.process.pid) - before < 32 * 1024 * 1024
+    assert fake.requests == []
+
+
+def test_expect_100_continue_with_an_oversized_length_gets_413_not_continue(bridge, fake):
+    with socket.create_connection(("127.0.0.1", bridge.port), timeout=30) as sock:
+        sock.sendall(announcing_head("Expect: 100-continue"))
+        status, body = first_response(sock)
+    assert status == 413
+    assert json.loads(body)["error"]["code"] == "request_too_large"

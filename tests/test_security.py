@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import socket
 import stat
@@ -16,7 +17,7 @@ import pytest
 
 from claude_bridge import backend, redact
 from claude_bridge.openai.models import Model
-from conftest import bridge_env, free_port
+from conftest import bridge_env, first_response, free_port
 
 
 def test_listening_beyond_loopback_without_an_access_key_refuses_to_start(tmp_path, fake, claude_bin):
@@ -51,6 +52,16 @@ def test_an_undecodable_key_is_refused_not_let_through(keyed_bridge, fake):
     with socket.create_connection(("127.0.0.1", keyed_bridge.port), timeout=10) as sock:
         sock.sendall(b"GET /v1/models HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer \xff\r\n\r\n")
         assert sock.recv(65536).startswith(b"HTTP/1.1 401")
+
+
+def test_a_caller_without_the_key_gets_401_before_sending_its_body(keyed_bridge, fake):
+    head = "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer sk-wrong\r\n"
+    with socket.create_connection(("127.0.0.1", keyed_bridge.port), timeout=30) as sock:
+        sock.sendall(f"{head}Content-Length: {16 * 1024 * 1024}\r\n\r\n".encode())  # within bridge_max_body
+        status, body = first_response(sock)
+    assert status == 401
+    assert json.loads(body)["error"]["code"] == "invalid_api_key"
+    assert fake.requests == []
 
 
 def backend_ports(pid: int, public_port: int) -> list[int]:

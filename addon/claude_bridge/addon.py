@@ -9,7 +9,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -55,16 +55,21 @@ class Origin(NamedTuple):
 
 @dataclass
 class BridgedFlow:
-    """A flow sent round through the backend: where the client really sent it, and what the run reported."""
+    """A flow sent round through the backend: where the client really sent it, and what the run reported.
+
+    A request refused from its headers alone has no model and no report: the backend only sends the refusal.
+    """
 
     flow: http.HTTPFlow
-    model: str
-    report: TurnReport
+    model: str | None
+    report: TurnReport | None
     origin: Origin
     body: bytearray = field(default_factory=bytearray)
 
     @classmethod
-    def divert(cls, flow: http.HTTPFlow, model: str, report: TurnReport, port: int, path: str) -> BridgedFlow:
+    def divert(
+        cls, flow: http.HTTPFlow, model: str | None, report: TurnReport | None, port: int, path: str
+    ) -> BridgedFlow:
         """Point the request at the loopback backend; `restore` undoes it once the response starts."""
         request = flow.request
         origin = Origin(request.scheme, request.host, request.port, request.path, request.host_header)
@@ -80,7 +85,7 @@ class BridgedFlow:
         """Keeps a copy of the streamed body, and labels the flow once it ends (before `response` addons save it)."""
         if data:
             self.body += data
-        elif self.flow.response is not None:
+        elif self.flow.response is not None and self.report is not None:
             self.flow.response.content = bytes(self.body)
             self.flow.comment = self.report.summary()
             self.flow.marked = ":bridge_at_night:"
@@ -349,7 +354,7 @@ class ClaudeBridge:
         self._admit(flow)
 
     def request(self, flow: http.HTTPFlow) -> None:
-        if flow.response or flow.error or not flow.live or not self._admit(flow):
+        if flow.response or flow.error or not flow.live or flow.id in self._flows or not self._admit(flow):
             return
         if len(flow.request.raw_content or b"") > ctx.options.bridge_max_body:  # sent chunked, without a length
             error = too_large(ctx.options.bridge_max_body)
@@ -377,9 +382,21 @@ class ClaudeBridge:
         turned = admission.check(flow, claim)
         if turned is None:
             return True
-        flow.response, flow.comment = turned.response, turned.comment
         redact.credentials(flow.request.headers)
+        flow.comment = turned.comment
+        if turned.refusal is None or flow.request.raw_content is not None:  # a preflight, or the body is in
+            flow.response = turned.response
+        else:
+            self._refuse_before_the_body(flow, turned.refusal)
         return False
+
+    def _refuse_before_the_body(self, flow: http.HTTPFlow, refusal: OpenAIError) -> None:
+        """An answer set here would wait for the whole body (after a "100 Continue" asking for it); the backend
+        sends it at once instead, while whatever body the client still sends is streamed away unread."""
+        flow.request.headers.pop("expect", None)
+        flow.request.stream = _unread
+        path = self.backend.park(backend.Refusal(refusal))
+        self._flows[flow.id] = BridgedFlow.divert(flow, None, None, self.backend.port, path)
 
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
         """Fail closed: nothing reaches a bridged host's server unless the user chose passthrough for other endpoints.
@@ -405,6 +422,8 @@ class ClaudeBridge:
         if bridged is None or flow.response is None:
             return
         bridged.restore()
+        if bridged.report is None:  # a refusal: its `Connection: close` spares the client sending its body
+            return
         # The backend closes each connection after its answer; the client's connection should stay reusable.
         flow.response.headers.pop("Connection", None)
         flow.response.stream = bridged.tee
@@ -426,11 +445,12 @@ class ClaudeBridge:
             self._unread(flow)
             return
         self._undivert(bridged)
-        if flow.response is not None:
-            flow.response.content = bytes(bridged.body)  # what reached the client before the break
-        if bridged.report.outcome == "running" and flow.error is not None:
-            bridged.report.outcome = f"cut short: {flow.error.msg}"
-        flow.comment = bridged.report.summary()
+        if bridged.report is not None:  # not a refusal, which keeps its comment
+            if flow.response is not None:
+                flow.response.content = bytes(bridged.body)  # what reached the client before the break
+            if bridged.report.outcome == "running" and flow.error is not None:
+                bridged.report.outcome = f"cut short: {flow.error.msg}"
+            flow.comment = bridged.report.summary()
         self._log_request(flow, bridged)
 
     def _unread(self, flow: http.HTTPFlow) -> None:
@@ -661,6 +681,11 @@ def _let_page_read(flow: http.HTTPFlow) -> None:
         and origins.origin_allowed(origin, ctx.options.bridge_cors_origins)
     ):
         origins.allow(flow.response, origin)
+
+
+def _unread(data: bytes) -> Iterable[bytes]:
+    """The request stream of a refused flow: nothing goes on to the backend, nothing is kept."""
+    return ()
 
 
 def _body(flow: http.HTTPFlow) -> bytes:

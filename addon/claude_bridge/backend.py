@@ -54,7 +54,14 @@ class JsonJob:
     answer: Callable[[], Awaitable[BaseModel]]
 
 
-Job = StreamJob | JsonJob
+@dataclass(frozen=True)
+class Refusal:
+    """A request refused from its headers: answered at once, its body never read (mitmproxy streams it away)."""
+
+    error: OpenAIError
+
+
+Job = StreamJob | JsonJob | Refusal
 
 
 class Backend:
@@ -132,7 +139,7 @@ class Backend:
         path = request_line.split(" ")[1] if request_line.count(" ") >= 2 else ""
         headers = {name.strip().lower(): value.strip() for name, _, value in (h.partition(":") for h in header_lines)}
         job = self._jobs.pop(path.removeprefix(JOB_PATH_PREFIX), None) if path.startswith(JOB_PATH_PREFIX) else None
-        if job is not None:
+        if job is not None and not isinstance(job, Refusal):
             # The body is the client's original request, kept on the flow for inspection; the job holds it parsed.
             await _skip_body(reader, headers)
         return job
@@ -206,6 +213,8 @@ class _Reply:
                     await self._start_stream()
                     await _write_chunk(self.writer, framing.end)
                     await _end_body(self.writer)
+                case Refusal(error=error):
+                    await self.error(error)
         except OpenAIError as e:
             await self.error(e)
         except ConnectionError:
