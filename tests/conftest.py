@@ -260,7 +260,8 @@ def start_bridge(tmp_path_factory: pytest.TempPathFactory, fake_server: FakeAnth
         args: tuple[str, ...] = (),
         wrapper: tuple[str, ...] = (),
     ) -> Bridge:
-        """`wrapper` runs before the bridge's interpreter and must exec it (the bridge keeps the process id)."""
+        """`wrapper` runs before the bridge's interpreter and must exec it (so its pid is the bridge's): unshare,
+        prlimit."""
         home = tmp_path_factory.mktemp("home")
         port = port or free_port()
         argv = [*wrapper, sys.executable, "-m", "claude_bridge", "--port", str(port)]

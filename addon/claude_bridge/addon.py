@@ -17,7 +17,7 @@ from mitmproxy import ctx, exceptions, http, log
 from mitmproxy.proxy import mode_specs, server_hooks
 from pydantic import BaseModel
 
-from . import access, admission, backend, destination, interception, origins, redact, redirector
+from . import access, admission, backend, connections, destination, interception, origins, redact, redirector
 from .banner import banner
 from .body import request_body, too_large
 from .claude import rundir
@@ -95,6 +95,8 @@ class BridgedFlow:
 class ClaudeBridge:
     def __init__(self) -> None:
         self.backend = backend.Backend()
+        self.listeners = connections.Listeners()
+        self.addons = [self.listeners]  # mitmproxy calls a child addon's hooks too
         self.models = ModelMap.from_entries([])
         self.settings = ClaudeSettings()
         self.responses = responses.ResponseStore(capacity=1000)

@@ -29,6 +29,7 @@ class Turned:
 
     response: http.Response
     comment: str
+    refusal: OpenAIError | None = None
 
 
 def remember_client_host(flow: http.HTTPFlow, rewrite: bool) -> None:
@@ -56,7 +57,7 @@ def check(flow: http.HTTPFlow, claim: Claim) -> Turned | None:
     response = http.Response.make(
         refusal.status, refusal.response().model_dump_json().encode(), {"Content-Type": "application/json"}
     )
-    return Turned(response, f"claude-bridge: refused with {refusal.status}: {refusal.error.message}")
+    return Turned(response, f"claude-bridge: refused with {refusal.status}: {refusal.error.message}", refusal)
 
 
 def _refusal_of_caller(flow: http.HTTPFlow, claim: Claim) -> OpenAIError | None:
