@@ -39,7 +39,12 @@ async def bridge(claude_bin):
 
 @pytest.mark.parametrize(
     ("option", "value"),
-    [("bridge_model_map", ["no-equals-sign"]), ("claude_idle_timeout", 0), ("claude_max_retries", -1)],
+    [
+        ("bridge_model_map", ["no-equals-sign"]),
+        ("claude_idle_timeout", 0),
+        ("claude_max_retries", -1),
+        ("bridge_idle_timeout", 0),
+    ],
 )
 def test_invalid_options_are_refused(option, value):
     addon = ClaudeBridge()

@@ -139,6 +139,14 @@ class ClaudeBridge:
             "The largest request body (bytes) the bridge accepts; larger ones get 413 before they are read.",
         )
         loader.add_option(
+            "bridge_idle_timeout",
+            int,
+            60,
+            "Seconds a client connection may carry no request (between two, or in reverse and regular mode before "
+            "its first) before the bridge closes it, so idle clients cannot use up its file descriptors; tunnels "
+            "passed through untouched are left to mitmproxy's tcp_timeout.",
+        )
+        loader.add_option(
             "bridge_history",
             str,
             "resume",
@@ -247,7 +255,12 @@ class ClaudeBridge:
             self.responses.capacity = ctx.options.bridge_responses_kept
         if "claude_max_retries" in updated and ctx.options.claude_max_retries < 0:
             raise exceptions.OptionsError("claude_max_retries must not be negative.")
-        for name, least in (("claude_max_runs", 1), ("claude_max_queued", 0), ("claude_pool_size", 0)):
+        for name, least in (
+            ("claude_max_runs", 1),
+            ("claude_max_queued", 0),
+            ("claude_pool_size", 0),
+            ("bridge_idle_timeout", 1),
+        ):
             if name in updated and getattr(ctx.options, name) < least:
                 raise exceptions.OptionsError(f"{name} must be at least {least}.")
         if any(name.startswith("claude_") for name in updated):
