@@ -409,7 +409,7 @@ class ClaudeBridge:
         """An answer set here would wait for the whole body (after a "100 Continue" asking for it); the backend
         sends it at once instead, while whatever body the client still sends is streamed away unread."""
         flow.request.headers.pop("expect", None)
-        flow.request.stream = _unread
+        flow.request.stream = _discard_body
         path = self.backend.park(backend.Refusal(refusal))
         self._flows[flow.id] = BridgedFlow.divert(flow, None, None, self.backend.port, path)
 
@@ -698,7 +698,7 @@ def _let_page_read(flow: http.HTTPFlow) -> None:
         origins.allow(flow.response, origin)
 
 
-def _unread(data: bytes) -> Iterable[bytes]:
+def _discard_body(data: bytes) -> Iterable[bytes]:
     """The request stream of a refused flow: nothing goes on to the backend, nothing is kept."""
     return ()
 
