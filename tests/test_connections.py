@@ -75,7 +75,8 @@ def test_clients_carrying_no_request_are_closed_after_the_idle_timeout_and_busy_
     bridge = start_bridge("bridge_idle_timeout=1")
     with socket.create_connection(("127.0.0.1", bridge.port), timeout=30) as busy:
         body = CHAT % b"[[fake:hang]]"
-        busy.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n" % len(body))
+        head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        busy.sendall(head + b"Content-Length: %d\r\n\r\n" % len(body))
         busy.sendall(body)
         deadline = time.monotonic() + 30
         while not fake.requests and time.monotonic() < deadline:  # the run is waiting for the API
@@ -116,7 +117,7 @@ def test_a_tunnel_passed_through_untouched_outlives_the_idle_timeout_and_a_decry
 def test_running_out_of_descriptors_is_one_log_line_a_minute_not_a_traceback_per_accept(start_bridge, fake):
     bridge = start_bridge(wrapper=("prlimit", "--nofile=128:128", "--"))
     with idle_connections(bridge, 150):  # asyncio tries to accept each waiting one, many times a second
-        bridge.wait_for_log("Out of file descriptors")
+        bridge.log_once(lambda log: "Out of file descriptors" in log)
     assert answered(bridge, "room again") == "ECHO: room again"
     log = bridge.log.read_text()
     assert "Traceback" not in log

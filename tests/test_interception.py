@@ -108,7 +108,8 @@ def test_other_openai_endpoints_follow_the_policy(start_bridge, stand_in, fake, 
         assert response.status == 404
         assert answer["error"]["code"] == "unknown_url"
         assert stand_in.received == [], "nothing leaves the machine"
-    connection.request("POST", "/v1/moderations", json.dumps({"input": "hi"}), {"Authorization": "Bearer sk-app-key"})
+    headers = {"Authorization": "Bearer sk-app-key", "Content-Type": "application/json"}
+    connection.request("POST", "/v1/moderations", json.dumps({"input": "hi"}), headers)
     moderation = json.loads(connection.getresponse().read())
     if policy == "passthrough":
         assert moderation == {"stand_in": True, "path": "/v1/moderations"}

@@ -19,7 +19,8 @@ from .destination import Claim
 from .openai.errors import OpenAIError
 
 # The endpoints whose JSON the bridge reads itself; other paths are refused or passed through as they are.
-ANSWERED_POSTS = ("/v1/chat/completions", "/v1/responses", "/v1/completions", "/v1/moderations")
+ANSWERED_POSTS = ("/v1/chat/completions", "/v1/responses")
+ANSWERED_UNLESS_PASSED_THROUGH = ("/v1/completions", "/v1/moderations")
 CLIENT_HOST = "claude-bridge-client-host"
 
 
@@ -84,6 +85,9 @@ def _refusal_of_request(flow: http.HTTPFlow) -> OpenAIError | None:
         return too_large(ctx.options.bridge_max_body)
     path = request.path.split("?", 1)[0].rstrip("/")
     content_type = request.headers.get("content-type")
-    if request.method == "POST" and path in ANSWERED_POSTS and not origins.is_json(content_type):
+    answered = ANSWERED_POSTS
+    if ctx.options.bridge_other_endpoints != "passthrough":
+        answered += ANSWERED_UNLESS_PASSED_THROUGH
+    if request.method == "POST" and path in answered and not origins.is_json(content_type):
         return origins.not_json(content_type)
     return None
