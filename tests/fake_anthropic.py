@@ -86,6 +86,18 @@ TEST_TOKEN = "sk-ant-oat01-test"
 """The login the CLI is given; the fake accepts any."""
 
 
+def cli_env(home: Path, fake_url: str) -> dict[str, str]:
+    """The environment of a bare CLI run against the fake (tests that drive the CLI without the bridge)."""
+    return {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),
+        "ANTHROPIC_BASE_URL": fake_url,
+        "CLAUDE_CODE_OAUTH_TOKEN": TEST_TOKEN,
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "DISABLE_AUTOUPDATER": "1",
+    }
+
+
 def bridge_env(home: Path, fake_url: str, extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment a user's bridge would have, with the CLI pointed at the fake API (tests and benchmark).
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import subprocess
 import threading
 import time
@@ -27,6 +26,7 @@ from fake_anthropic import (
     Stall,
     StreamError,
     Thinking,
+    cli_env,
     conversation,
     parse_directive,
     system_text,
@@ -48,14 +48,7 @@ def claude_options(fake: FakeAnthropic, tmp_path: Path, env: dict[str, str]) -> 
     """subprocess options to run the CLI as the bridge does: empty cwd, temporary HOME, the fake API."""
     (tmp_path / "home").mkdir(exist_ok=True)
     (tmp_path / "cwd").mkdir(exist_ok=True)
-    base_env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(tmp_path / "home"),
-        "ANTHROPIC_BASE_URL": fake.url,
-        "CLAUDE_CODE_OAUTH_TOKEN": "sk-ant-oat01-test",
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-        "DISABLE_AUTOUPDATER": "1",
-    }
+    base_env = cli_env(tmp_path / "home", fake.url)
     return {"stdout": subprocess.PIPE, "text": True, "cwd": tmp_path / "cwd", "env": base_env | env}
 
 

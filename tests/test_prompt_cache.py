@@ -11,7 +11,6 @@ from __future__ import annotations
 import http.client
 import itertools
 import json
-import os
 import subprocess
 import threading
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ import pytest
 
 from claude_bridge.claude.invocation import MAX_TURNS, SAFE_FLAGS
 from conftest import CLAUDE_BIN
-from fake_anthropic import ApiError, FakeAnthropic, Recorded, Reply, Usage
+from fake_anthropic import ApiError, FakeAnthropic, Recorded, Reply, Usage, cli_env
 from fake_prompt_cache import CacheUse, Prompt, PromptCache, estimate_tokens, minimum_tokens
 
 MODEL = "claude-sonnet-5-5"  # what the CLI makes of "sonnet", the bridge's model for gpt-4o
@@ -287,14 +286,7 @@ def test_one_cli_fed_every_turn_reads_the_whole_earlier_conversation_back(
     (tmp_path / "system.txt").write_text(chat.system_prompt)
     argv = [CLAUDE_BIN, *SAFE_FLAGS, "--max-turns", str(MAX_TURNS), "--model", "sonnet"]
     argv += ["--system-prompt-file", str(tmp_path / "system.txt")]
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(tmp_path / "home"),
-        "ANTHROPIC_BASE_URL": fake.url,
-        "CLAUDE_CODE_OAUTH_TOKEN": "sk-ant-oat01-test",
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-        "DISABLE_AUTOUPDATER": "1",
-    }
+    env = cli_env(tmp_path / "home", fake.url)
     process = subprocess.Popen(
         argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=tmp_path / "cwd", env=env
     )
