@@ -270,9 +270,11 @@ def start_bridge(tmp_path_factory: pytest.TempPathFactory, fake_server: FakeAnth
         argv += ["--confdir", str(confdir)]
         argv += ["--web"] if web else []
         argv += ["--mode", mode] if mode else []
-        # Warm CLIs would count as live processes and run directories; the pool's own tests turn it on.
-        if not any(option.startswith("claude_pool_size=") for option in options):
-            options = ("claude_pool_size=0", *options)
+        # Warm CLIs and live sessions would count as processes and run directories left behind; their own tests
+        # turn them on.
+        for off in ("claude_pool_size=0", "claude_live_sessions=0"):
+            if not any(option.startswith(off.split("=")[0] + "=") for option in options):
+                options = (off, *options)
         for option in options:
             argv += ["--set", option]
         proxy = mode is not None and not mode.startswith("reverse")

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from claude_bridge.claude import events
+from claude_bridge.claude.errors import MalformedLine
 from conftest import RECORDINGS, recorded_events
 
 
@@ -61,12 +62,12 @@ def test_retries_are_reported() -> None:
 
 @pytest.mark.parametrize("line", [b"not json", b"{", b"Error: something\n", b"[1, 2]", b'"text"', b"null"])
 def test_line_that_is_not_a_json_object_is_malformed(line: bytes) -> None:
-    with pytest.raises(events.MalformedLine):
+    with pytest.raises(MalformedLine):
         events.parse(line)
 
 
 def test_known_line_with_the_wrong_shape_is_malformed() -> None:
-    with pytest.raises(events.MalformedLine, match="result"):
+    with pytest.raises(MalformedLine, match="result"):
         events.parse(b'{"type": "result", "subtype": "success"}')
 
 

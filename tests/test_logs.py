@@ -45,8 +45,9 @@ def test_each_request_gets_one_line_with_what_happened(start_bridge, fake):
         client.embeddings.create(model="text-embedding-3-small", input="x")
     chat, models, refused = request_lines(bridge, 3)
     assert re.search(
-        r"POST /v1/chat/completions -> 200 gpt-4o as claude-\S+: finished \(end_turn\); first token \d+ ms; \d+ ms; "
-        r"tokens in \d+ \(cached \d+\) out \d+; \$\d+\.\d{4}; runs \d+, queued \d+, warm \d+$",
+        r"POST /v1/chat/completions -> 200 gpt-4o as claude-\S+: finished \(end_turn\) by (a new|a warm) CLI; "
+        r"first token \d+ ms; \d+ ms; tokens in \d+ \(cache read \d+, written \d+\) out \d+; \$\d+\.\d{4}; "
+        r"runs \d+, queued \d+, warm \d+, live \d+$",
         chat,
     ), chat
     assert "GET /v1/models -> 200: " in models

@@ -140,7 +140,7 @@ def test_a_queued_request_whose_client_leaves_frees_its_place(start_bridge, fake
 async def test_a_taken_warm_cli_is_not_kept_alive_by_its_idle_timer(claude_bin):
     """Each served warm CLI used to stay referenced by its expiry timer for claude_pool_idle seconds (a leak)."""
     settings = ClaudeSettings(claude_bin=claude_bin)
-    pool = ClaudePool(settings, size=1, shapes=1, idle_expiry=600)
+    pool = ClaudePool(settings, size=1, shapes=1, idle_expiry=600, has_room=lambda: True)
     invocation = ClaudeInvocation(model="sonnet", prompt=[])
     assert pool.take(invocation) is None  # the shape is seen: keep it warm from now on
     pool.refill(invocation)

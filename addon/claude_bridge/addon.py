@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -22,8 +23,7 @@ from .banner import banner
 from .body import request_body, too_large
 from .claude import rundir
 from .claude.invocation import ClaudeSettings
-from .claude.limit import RunLimiter
-from .claude.pool import ClaudePool
+from .claude.runner import ClaudeRunner, Limits
 from .destination import Claim
 from .openai import sse
 from .openai.chat import ChatCompletionCreateParams
@@ -98,13 +98,12 @@ class ClaudeBridge:
         self.listeners = connections.Listeners()
         self.addons = [self.listeners]  # mitmproxy calls a child addon's hooks too
         self.models = ModelMap.from_entries([])
-        self.settings = ClaudeSettings()
+        self.runner = ClaudeRunner()
         self.responses = responses.ResponseStore(capacity=1000)
         self.claude_version: str | None = None
         self._flows: dict[str, BridgedFlow] = {}
         self._running = False
         self._allow_hosts: list[str] = []
-        self.limiter = RunLimiter(max_runs=8, max_queued=32)
         self._tasks: set[asyncio.Task[None]] = set()
         self._redirector: redirector.Watch | None = None
         self._rewrites_host_header = False
@@ -210,7 +209,30 @@ class ClaudeBridge:
             int,
             2,
             "Warm CLIs kept ready per request shape (model, system prompt, limits) seen lately; each serves one "
-            "request, so a request skips the CLI's start-up. 0 turns the pool off.",
+            "conversation, so its first request skips the CLI's start-up. 0 turns the pool off.",
+        )
+        loader.add_option(
+            "claude_live_sessions",
+            int,
+            4,
+            "Finished conversations whose CLI is kept running, so their next request (a follow-up turn, or the "
+            "tool results of an agent step) continues in it: reading the conversation from Anthropic's prompt "
+            "cache and paying no start-up. Each holds 150-200 MB; the least recently used goes first. 0 turns "
+            "live sessions off.",
+        )
+        loader.add_option(
+            "claude_live_idle",
+            int,
+            3600,
+            "Seconds a live session waits for its conversation's next request (the CLI's prompt cache lasts an "
+            "hour after its last use: later, a live session saves only the start-up).",
+        )
+        loader.add_option(
+            "claude_max_processes",
+            int,
+            16,
+            "CLI processes alive at once: running, warm and live sessions together. A request that needs a new "
+            "one past it ends the least recently used live session, else a warm CLI.",
         )
         loader.add_option("claude_pool_shapes", int, 3, "How many request shapes are kept warm (the most recent).")
         loader.add_option("claude_pool_idle", int, 600, "Seconds a warm CLI waits for a request before it is stopped.")
@@ -259,10 +281,14 @@ class ClaudeBridge:
             ("claude_max_runs", 1),
             ("claude_max_queued", 0),
             ("claude_pool_size", 0),
+            ("claude_live_sessions", 0),
+            ("claude_live_idle", 1),
             ("bridge_idle_timeout", 1),
         ):
             if name in updated and getattr(ctx.options, name) < least:
                 raise exceptions.OptionsError(f"{name} must be at least {least}.")
+        if ctx.options.claude_max_processes < ctx.options.claude_max_runs:
+            raise exceptions.OptionsError("claude_max_processes must be at least claude_max_runs.")
         if any(name.startswith("claude_") for name in updated):
             self._configure_runs()
         if (
@@ -288,24 +314,26 @@ class ClaudeBridge:
         ctx.options.update(allow_hosts=patterns)
 
     def _configure_runs(self) -> None:
-        """Settings for every run, the run limit, and a fresh warm pool (the old one's processes are stopped)."""
-        self.limiter.max_runs, self.limiter.max_queued = ctx.options.claude_max_runs, ctx.options.claude_max_queued
+        """Settings and limits for the runs to come (warm processes and live sessions of the old ones go)."""
+        options = ctx.options
         settings = ClaudeSettings(
-            claude_bin=_resolve_bin(ctx.options.claude_bin),
-            max_retries=ctx.options.claude_max_retries,
-            idle_timeout=ctx.options.claude_idle_timeout,
-            total_timeout=ctx.options.claude_total_timeout,
-            allow_api_key=ctx.options.claude_allow_api_key,
-            limiter=self.limiter,
+            claude_bin=_resolve_bin(options.claude_bin),
+            max_retries=options.claude_max_retries,
+            idle_timeout=options.claude_idle_timeout,
+            total_timeout=options.claude_total_timeout,
+            allow_api_key=options.claude_allow_api_key,
         )
-        pool = None
-        if ctx.options.claude_pool_size:
-            pool = ClaudePool(
-                settings, ctx.options.claude_pool_size, ctx.options.claude_pool_shapes, ctx.options.claude_pool_idle
-            )
-        if self.settings.pool is not None and self._running:
-            self._background(self.settings.pool.close())
-        self.settings = dataclasses.replace(settings, pool=pool)
+        limits = Limits(
+            max_runs=options.claude_max_runs,
+            max_queued=options.claude_max_queued,
+            pool_size=options.claude_pool_size,
+            pool_shapes=options.claude_pool_shapes,
+            pool_idle=options.claude_pool_idle,
+            live_sessions=options.claude_live_sessions,
+            live_idle=options.claude_live_idle,
+            max_processes=options.claude_max_processes,
+        )
+        self.runner.configure(settings, limits)
 
     def _background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
@@ -332,7 +360,7 @@ class ClaudeBridge:
         await self.backend.start()
         await self._probe_claude()
         self._running = True
-        for line in banner(ctx.options, self.settings.claude_bin, self.claude_version):
+        for line in banner(ctx.options, self.runner.settings.claude_bin, self.claude_version):
             logger.info(line)
         if os.environ.get("ANTHROPIC_API_KEY") and not ctx.options.claude_allow_api_key:
             logger.info("ANTHROPIC_API_KEY is set but withheld from the CLI, which uses your subscription login.")
@@ -352,8 +380,7 @@ class ClaudeBridge:
             # Left to mitmproxy, the redirector outlives it with its eBPF program attached for a while.
             await self._redirector.stop()
         await self.backend.stop()
-        if self.settings.pool is not None:
-            await self.settings.pool.close()
+        await self.runner.close()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + FLUSH_GRACE
         while self._flows and loop.time() < deadline:
@@ -483,14 +510,15 @@ class ClaudeBridge:
         self._log_request(flow, None)
 
     def _log_request(self, flow: http.HTTPFlow, bridged: BridgedFlow | None) -> None:
-        pool = self.settings.pool
+        runner = self.runner
         line = RequestLine.of(
             flow,
             bridged.model if bridged else None,
             bridged.report if bridged else None,
-            self.limiter.running,
-            self.limiter.queued,
-            pool.warm if pool else 0,
+            runs=runner.limiter.running,
+            queued=runner.limiter.queued,
+            warm=runner.pool.warm,
+            live=len(runner.sessions),
         )
         logger.info(line.text(), extra={"request": line})
 
@@ -555,12 +583,17 @@ class ClaudeBridge:
                 code="unknown_url",
             )
 
-    def _chat_job(self, request: ChatCompletionCreateParams, messages_field: str = "messages") -> ChatJob:
+    def _chat_job(
+        self, flow: http.HTTPFlow, request: ChatCompletionCreateParams, messages_field: str = "messages"
+    ) -> ChatJob:
         """`messages_field` is what the client called the messages (`input`, `prompt`), for the errors' `param`."""
         try:
-            return chat_job(
+            job = chat_job(
                 request, self.models, ctx.options.bridge_history, reasoning_content=ctx.options.bridge_reasoning_content
             )
+            # A live session continues only for the key that began it (hashed: it is never kept or shown).
+            key = flow.request.headers.get("authorization", "").encode("utf-8", "surrogateescape")
+            return dataclasses.replace(job, caller=hashlib.sha256(key).hexdigest())
         except OpenAIError as e:
             if e.error.param and e.error.param.startswith("messages") and messages_field != "messages":
                 e.error.param = messages_field  # its index would count the translated messages, not the client's
@@ -570,7 +603,7 @@ class ClaudeBridge:
         request = parse_request(_body(flow), ResponseCreateParams)
         earlier = self.responses.conversation(request.previous_response_id) if request.previous_response_id else []
         chat, conversation = responses.chat_request(request, earlier)
-        job = self._chat_job(chat, "input")
+        job = self._chat_job(flow, chat, "input")
 
         def store(response: Response) -> None:
             if request.store is not False:
@@ -579,28 +612,28 @@ class ClaudeBridge:
         self._divert(
             flow,
             job,
-            lambda report: responses.response_events(job, request, self.settings, report, store),
-            lambda report: responses.response_object(job, request, self.settings, report, store),
+            lambda report: responses.response_events(job, request, self.runner, report, store),
+            lambda report: responses.response_object(job, request, self.runner, report, store),
             sse.RESPONSES,
         )
 
     def _bridge_completions(self, flow: http.HTTPFlow) -> None:
-        job = self._chat_job(legacy.chat_request(parse_request(_body(flow), CompletionCreateParams)), "prompt")
+        job = self._chat_job(flow, legacy.chat_request(parse_request(_body(flow), CompletionCreateParams)), "prompt")
         self._divert(
             flow,
             job,
-            lambda report: legacy.completion_stream(job, self.settings, report),
-            lambda report: legacy.text_completion(job, self.settings, report),
+            lambda report: legacy.completion_stream(job, self.runner, report),
+            lambda report: legacy.text_completion(job, self.runner, report),
             sse.CHAT_COMPLETIONS,
         )
 
     def _bridge_chat(self, flow: http.HTTPFlow) -> None:
-        job = self._chat_job(parse_chat_request(_body(flow)))
+        job = self._chat_job(flow, parse_chat_request(_body(flow)))
         self._divert(
             flow,
             job,
-            lambda report: completion_chunks(job, self.settings, report),
-            lambda report: completion(job, self.settings, report),
+            lambda report: completion_chunks(job, self.runner, report),
+            lambda report: completion(job, self.runner, report),
             sse.CHAT_COMPLETIONS,
         )
 
@@ -629,35 +662,43 @@ class ClaudeBridge:
         return {
             "status": "ok" if self._running else "starting",
             "provider": "claude-code-cli",
-            "claude": {"path": self.settings.claude_bin, "version": self.claude_version},
-            "runs_in_flight": self.limiter.running,
-            "runs_queued": self.limiter.queued,
-            "warm_clis": self.settings.pool.warm if self.settings.pool else 0,
+            "claude": {"path": self.runner.settings.claude_bin, "version": self.claude_version},
+            "runs_in_flight": self.runner.limiter.running,
+            "runs_queued": self.runner.limiter.queued,
+            "warm_clis": self.runner.pool.warm,
+            "live_sessions": len(self.runner.sessions),
+            "claude_processes": self.runner.processes,
             "timestamp": int(time.time()),
         }
 
     async def _probe_claude(self) -> None:
         """Reads the CLI's version off the event loop, for /health and the start-up log."""
+        claude_bin = self.runner.settings.claude_bin
         try:
             proc = await asyncio.create_subprocess_exec(
-                self.settings.claude_bin, "--version", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+                claude_bin,
+                "--version",
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.DEVNULL,
             )
         except OSError as e:
             logger.warning(
-                "Claude Code CLI not usable at %r (%s): requests will fail with 503.", self.settings.claude_bin, e
+                "Claude Code CLI not usable at %r (%s): requests will fail with 503.",
+                claude_bin,
+                e,
             )
             return
         try:
             out, _ = await asyncio.wait_for(proc.communicate(), 30)
         except TimeoutError:
-            logger.warning("`%s --version` did not answer in 30 s.", self.settings.claude_bin)
+            logger.warning("`%s --version` did not answer in 30 s.", claude_bin)
             return
         finally:
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
         self.claude_version = out.decode().strip().split(" ")[0] or None
-        logger.info("Claude Code CLI %s at %s", self.claude_version, self.settings.claude_bin)
+        logger.info("Claude Code CLI %s at %s", self.claude_version, claude_bin)
 
 
 def _resolve_bin(claude_bin: str) -> str:

@@ -44,6 +44,7 @@ from mitmproxy.proxy import mode_specs
 from . import access, cli, interception
 from .addon import ClaudeBridge
 from .claude.invocation import ClaudeInvocation, ClaudeSettings, child_env
+from .claude.runner import ClaudeRunner, Limits
 from .openai.errors import OpenAIError
 from .translate.turn import TurnReport, turn
 
@@ -356,11 +357,14 @@ def _login_fix(setup: Setup) -> tuple[str, ...]:
 async def _probe(setup: Setup) -> Check:
     """One tiny request run exactly as the bridge runs one; failures read as the bridge would report them."""
     report = TurnReport()
+    runner = ClaudeRunner(setup.settings, Limits(pool_size=0, live_sessions=0))
     try:
-        async for _ in turn(PROBE, setup.settings, report):
+        async for _ in turn(PROBE, runner, report):
             pass
     except OpenAIError as e:
         return _probe_failure(setup, e)
+    finally:
+        await runner.close()
     took = ((report.finished or time.monotonic()) - report.started) * 1000
     return Check(
         "API probe", "ok", f"{report.claude_model or 'claude'} answered in {took:.0f} ms (${report.cost_usd:.4f})"

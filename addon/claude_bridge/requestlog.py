@@ -28,13 +28,24 @@ class RequestLine:
     tokens_cached: int | None = None
     tokens_out: int | None = None
     cost_usd: float | None = None
+    served: str | None = None
+    tokens_cache_written: int | None = None
     runs: int = 0
     queued: int = 0
     warm: int = 0
+    live: int = 0
 
     @classmethod
     def of(
-        cls, flow: http.HTTPFlow, model: str | None, report: TurnReport | None, runs: int, queued: int, warm: int
+        cls,
+        flow: http.HTTPFlow,
+        model: str | None,
+        report: TurnReport | None,
+        *,
+        runs: int,
+        queued: int,
+        warm: int,
+        live: int,
     ) -> RequestLine:
         """The request's line; `report` is None for requests answered without a run (health, models, refusals)."""
         request, response = flow.request, flow.response
@@ -54,6 +65,7 @@ class RequestLine:
                 runs=runs,
                 queued=queued,
                 warm=warm,
+                live=live,
             )
         finished = report.finished or time.monotonic()  # still winding down when the client left
         return cls(
@@ -69,9 +81,12 @@ class RequestLine:
             tokens_cached=report.usage.cache_read_input_tokens,
             tokens_out=report.usage.output_tokens,
             cost_usd=round(report.cost_usd, 6),
+            served=report.served,
+            tokens_cache_written=report.usage.cache_creation_input_tokens,
             runs=runs,
             queued=queued,
             warm=warm,
+            live=live,
         )
 
     def text(self) -> str:
@@ -80,16 +95,19 @@ class RequestLine:
             parts.append(f"{self.model} as {self.claude_model}" if self.claude_model else self.model)
         details = []
         if self.outcome:
-            details.append(self.outcome)
+            details.append(f"{self.outcome} by {self.served}" if self.served else self.outcome)
         if self.ttft_ms is not None:
             details.append(f"first token {self.ttft_ms} ms")
         if self.duration_ms is not None:
             details.append(f"{self.duration_ms} ms")
         if self.tokens_in is not None:
-            details.append(f"tokens in {self.tokens_in} (cached {self.tokens_cached}) out {self.tokens_out}")
+            details.append(
+                f"tokens in {self.tokens_in} (cache read {self.tokens_cached}, written {self.tokens_cache_written}) "
+                f"out {self.tokens_out}"
+            )
         if self.cost_usd is not None:
             details.append(f"${self.cost_usd:.4f}")
-        details.append(f"runs {self.runs}, queued {self.queued}, warm {self.warm}")
+        details.append(f"runs {self.runs}, queued {self.queued}, warm {self.warm}, live {self.live}")
         return " ".join(parts) + ": " + "; ".join(details)
 
 

@@ -13,6 +13,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from .errors import MalformedLine
+
 logger = logging.getLogger(__name__)
 
 
@@ -192,10 +194,6 @@ _LINE_MODELS: dict[tuple[str, str | None], type[_Line]] = {
     ("result", None): Result,
     ("control_request", None): ControlRequest,
 }
-
-
-class MalformedLine(ValueError):
-    """The CLI printed something that is not one of its stream-json lines; the message says what it printed."""
 
 
 def parse(line: bytes) -> Event | None:

@@ -5,11 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from .limit import RunLimiter
-    from .pool import ClaudePool
+from typing import Any
 
 # Anthropic Messages API objects, as the CLI's stream-json input and transcripts carry them.
 ContentBlock = dict[str, Any]
@@ -48,7 +44,7 @@ class ClaudeInvocation:
 
 @dataclass(frozen=True)
 class ClaudeSettings:
-    """Bridge-wide: how runs go, and the warm pool and run limit they share."""
+    """Bridge-wide: how each run goes."""
 
     claude_bin: str = "claude"
     max_retries: int = 2
@@ -56,8 +52,6 @@ class ClaudeSettings:
     total_timeout: float = 900.0
     interrupt_grace: float = 2.0
     allow_api_key: bool = False
-    pool: ClaudePool | None = None
-    limiter: RunLimiter | None = None
 
 
 # No tools, no user or project settings, no MCP servers, no slash commands, nothing saved: the CLI can only answer.
@@ -76,8 +70,10 @@ SAFE_FLAGS = (
     "--system-prompt-snapshot", "off",
 )  # fmt: skip
 
-# One model turn; structured output may take two more (the CLI asks again when the answer misses the schema).
-MAX_TURNS = 1
+# API calls per user turn. Each step of an agent loop (the client's results answering held tool calls) is one more
+# within the same turn, so a live session needs many; between steps nothing runs on its own (no built-in tools).
+MAX_TURNS = 1000
+# Structured output: the answer, and up to two more tries when it misses the schema.
 MAX_TURNS_STRUCTURED = 3
 
 # Claude 4.x models think with a budget of max_tokens - 1, at least 1024, which the API refuses when

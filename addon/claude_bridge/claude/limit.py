@@ -7,16 +7,9 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+from .errors import RunsExhausted
+
 logger = logging.getLogger(__name__)
-
-
-class RunsExhausted(Exception):
-    """Every run slot is taken and the queue is full."""
-
-    def __init__(self, running: int, queued: int) -> None:
-        super().__init__(f"{running} runs, {queued} queued")
-        self.running = running
-        self.queued = queued
 
 
 class RunLimiter:

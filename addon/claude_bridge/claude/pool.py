@@ -1,9 +1,10 @@
 """Warm CLIs: processes spawned ahead for the request shapes seen lately, so a request skips the CLI's start-up.
 
 A warm process is spawned exactly as a fresh one would be for its shape (model, system prompt and the other
-start-up flags), in a private directory of its own, and serves one request only: no request ever meets
-another's state. Requests with history, tool results, tools or a schema need start-up flags of their own
-and start a fresh CLI, as does every request while the pool is empty.
+start-up flags), in a private directory of its own, and serves one conversation only (after its first request it
+may live on as that conversation's live session): no request ever meets another's state. Requests with history,
+tool results, tools or a schema need start-up flags of their own and start a fresh CLI, as does every request
+while the pool is empty. Warm processes are spawned only while the runner's process budget has room.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import asyncio
 import collections
 import dataclasses
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from .invocation import ClaudeInvocation, ClaudeSettings
-from .run import StartedClaude, start
+from .spawn import StartedClaude, start
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +50,11 @@ def shape(invocation: ClaudeInvocation) -> Shape | None:
 
 
 class ClaudePool:
-    def __init__(self, settings: ClaudeSettings, size: int, shapes: int, idle_expiry: float) -> None:
+    def __init__(
+        self, settings: ClaudeSettings, size: int, shapes: int, idle_expiry: float, has_room: Callable[[], bool]
+    ) -> None:
         self.settings = settings
+        self._has_room = has_room
         self.size = size  # warm processes per shape
         self.shapes = shapes  # shapes kept warm, the most recently used first
         self.idle_expiry = idle_expiry
@@ -63,11 +68,25 @@ class ClaudePool:
     def warm(self) -> int:
         return sum(len(idle) for idle in self._idle.values())
 
+    @property
+    def starting(self) -> int:
+        return sum(self._starting.values())
+
+    def evict_one(self) -> bool:
+        """Give up the longest-waiting warm process, to make room for a process a request needs now."""
+        for idle in self._idle.values():
+            if idle:
+                warm = idle.pop(0)
+                warm.cancel_expiry()
+                self._spawn_task(warm.claude.discard(0))
+                return True
+        return False
+
     def take(self, invocation: ClaudeInvocation) -> StartedClaude | None:
         """A warm process for `invocation` if one is ready; either way its shape is kept warm from now on
         (`refill` once the run is over: a spawn during the run would compete with it for the CPU)."""
         key = shape(invocation)
-        if key is None or self._closed:
+        if key is None or self._closed or self.size == 0:
             return None
         self._templates[key] = dataclasses.replace(invocation, prompt=[])
         self._templates.move_to_end(key)
@@ -106,7 +125,10 @@ class ClaudePool:
         """Spawn up to `size` warm processes for `key`, off the request's path."""
         template = self._templates.get(key)
         while (
-            template is not None and not self._closed and len(self._idle.get(key, ())) + self._starting[key] < self.size
+            template is not None
+            and not self._closed
+            and len(self._idle.get(key, ())) + self._starting[key] < self.size
+            and self._has_room()
         ):
             self._starting[key] += 1
             try:

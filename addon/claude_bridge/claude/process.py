@@ -18,6 +18,8 @@ import sys
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from pathlib import Path
 
+from .errors import IdleTimeout, LineTooLong, TotalTimeout
+
 logger = logging.getLogger(__name__)
 
 # stream-json lines carry whole assistant messages; the default 64 KiB reader limit is far too small.
@@ -25,22 +27,6 @@ LINE_LIMIT = 64 * 1024 * 1024
 STDERR_TAIL_LINES = 20
 DRAIN_AFTER_EXIT = 2.0
 _PR_SET_PDEATHSIG = 1
-
-
-class IdleTimeout(Exception):
-    """The CLI printed nothing for longer than the idle limit."""
-
-
-class TotalTimeout(Exception):
-    """The run went past its deadline."""
-
-
-class LineTooLong(Exception):
-    """The CLI printed more than LINE_LIMIT bytes without a newline: no stream-json line is that long."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"a stdout line longer than {limit // 2**20} MiB")
-        self.limit = limit
 
 
 # Loaded once here: the function below runs in the forked child, where loading libraries is not safe.

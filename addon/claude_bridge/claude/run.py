@@ -1,124 +1,103 @@
-"""One CLI run from spawn to reaping: private directory, stdin, events, watchdogs, cleanup."""
+"""One turn on a CLI process: its input written, its events read under the watchdogs, its tool calls held.
+
+The process comes from the runner: freshly started, warm from the pool, or a live session continued. A fresh one
+gets the request's first input (schema, replayed tool calls, the prompt); a live session gets only what is new
+(a user line, or the answers to the tool calls it holds). The input is never closed: a turn that ends well leaves
+the process ready for the conversation's next request, and the runner decides whether to keep it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
-import shutil
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
-from pathlib import Path
-from types import TracebackType
 from typing import Any
 
-from . import events, mcp, rundir, transcript
+from . import events, mcp, session
+from .errors import ClaudeExited
 from .events import ControlRequest
-from .invocation import (
-    MAX_TURNS,
-    MAX_TURNS_STRUCTURED,
-    SAFE_FLAGS,
-    ClaudeInvocation,
-    ClaudeSettings,
-    HistoryMessage,
-    child_env,
-)
-from .process import ClaudeProcess
+from .invocation import ClaudeInvocation, ClaudeSettings, HistoryMessage
+from .session import HeldCall, LiveSession
+from .spawn import StartedClaude
 
 logger = logging.getLogger(__name__)
 
 SCHEMA_REQUEST_ID = "claude-bridge-schema"
 
 
-class ClaudeNotFound(Exception):
-    pass
-
-
-class ClaudeExited(Exception):
-    """The CLI ended without its `result` line."""
-
-    def __init__(self, returncode: int | None, stderr: str) -> None:
-        super().__init__(f"exit code {returncode}: {stderr or 'no output on stderr'}")
-        self.returncode = returncode
-        self.stderr = stderr
-
-
-@dataclass
-class StartedClaude:
-    """A spawned CLI waiting for its input, and the private directory it runs in."""
-
-    process: ClaudeProcess
-    directory: Path
-
-    async def discard(self, grace: float) -> None:
-        """Stop and reap the process, then remove its directory; safe against a second cancellation."""
-        try:
-            await self.process.stop(grace)
-        finally:
-            shutil.rmtree(self.directory, ignore_errors=True)
-
-
-async def start(invocation: ClaudeInvocation, settings: ClaudeSettings) -> StartedClaude:
-    """Spawn the CLI for `invocation` (everything but its input, which `ClaudeRun` writes)."""
-    directory = rundir.create()
-    try:
-        with rundir.writing(directory.parent):
-            argv, env, cwd = _prepare(invocation, settings, directory)
-        try:
-            process = await ClaudeProcess.spawn(argv, env, cwd)
-        except (FileNotFoundError, PermissionError) as e:
-            raise ClaudeNotFound(settings.claude_bin) from e
-    except BaseException:
-        shutil.rmtree(directory, ignore_errors=True)
-        raise
-    return StartedClaude(process, directory)
+class ContinuationRefused(Exception):
+    """A live session cannot take this turn as it is (its held calls and the turn's results do not match)."""
 
 
 class ClaudeRun:
-    """Use as `async with ClaudeRun(...) as run: async for event in run.events(): ...`.
+    """How a turn went, for the runner: `keep(answer)` marks it as ended well, with the answer the client got."""
 
-    Leaving the block by any path (end, error, cancellation on client disconnect) stops the process,
-    waits for it and removes its directory, so no request leaves a `claude` process or file behind.
-    A warm process from the pool is used when one fits; each serves one request only.
-    """
-
-    def __init__(self, invocation: ClaudeInvocation, settings: ClaudeSettings) -> None:
+    def __init__(
+        self,
+        claude: StartedClaude,
+        invocation: ClaudeInvocation,
+        settings: ClaudeSettings,
+        served: str,
+        live: LiveSession | None = None,
+    ) -> None:
+        self.claude = claude
         self.invocation = invocation
         self.settings = settings
+        self.served = served  # "a new CLI", "a warm CLI" or "the live session"
+        self.claude_model = live.claude_model if live else None
+        self.cost_before = live.cost_so_far if live else 0.0
+        self.cost_after = self.cost_before
+        self.held: dict[str, HeldCall] = {}
+        self.answer: HistoryMessage | None = None
+        self._live = live
         self._started = asyncio.get_running_loop().time()
-        self._claude: StartedClaude | None = None
 
-    async def __aenter__(self) -> ClaudeRun:
-        pool = self.settings.pool
-        self._claude = (pool.take(self.invocation) if pool else None) or await start(self.invocation, self.settings)
-        try:
-            # With tools, stdin stays open until the CLI has listed them (it gives up on the server otherwise).
-            await self._claude.process.write(_input_lines(self.invocation), close=not self.invocation.tools)
-        except BaseException:
-            await self._claude.discard(self.settings.interrupt_grace)
-            raise
-        return self
+    async def begin(self) -> None:
+        """Write this turn's input: all of it on a fresh process, only what is new on a live session."""
+        process = self.claude.process
+        if self._live is None:
+            await process.write(_first_input(self.invocation))
+        elif self._live.held:
+            results = session.tool_results(self.invocation.prompt)
+            if results is None or results.keys() != self._live.held.keys():
+                raise ContinuationRefused
+            answers = [
+                mcp.call_result(c.request_id, c.rpc_id, results[c.tool_use_id]) for c in self._live.held.values()
+            ]
+            await process.write(b"".join(json.dumps(answer).encode() + b"\n" for answer in answers))
+        elif session.tool_results(self.invocation.prompt) is not None:
+            raise ContinuationRefused  # results for calls this process never held
+        else:
+            await process.write(_user_line(self.invocation.prompt))
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        try:
-            if self._claude is not None:
-                await self._claude.discard(self.settings.interrupt_grace)
-        finally:
-            if self.settings.pool is not None:
-                self.settings.pool.refill(self.invocation)
+    def keep(self, answer: HistoryMessage) -> None:
+        """The turn ended well and the client got `answer`: the process may serve the conversation's next turn."""
+        self.answer = answer
+
+    def keepable(self) -> bool:
+        """Whether the process can continue: it ended well, and holds exactly the calls the client was given."""
+        if self.answer is None or self.claude.process.returncode is not None:
+            return False
+        calls = {block["id"] for block in self.answer.content if block.get("type") == "tool_use"}
+        return calls == self.held.keys()
 
     async def events(self) -> AsyncGenerator[events.Event]:
-        """Parsed stdout events until the `result` line; raises on timeouts or an exit without a result."""
-        assert self._claude
-        process = self._claude.process
+        """Parsed stdout events until the turn's `result` line; raises on timeouts or an exit without a result.
+
+        A turn that ends in tool calls has no `result` yet: its consumer stops reading at the calls.
+        """
+        process = self.claude.process
         deadline = self._started + self.settings.total_timeout
         async for line in process.lines(self.settings.idle_timeout, deadline):
             event = events.parse(line)
             if isinstance(event, events.ControlRequest):
-                await self._answer(event)
+                await self._control(event)
                 continue
+            if isinstance(event, events.SystemInit):
+                self.claude_model = event.model
+            if isinstance(event, events.Result):
+                self.cost_after = event.total_cost_usd
             if event is not None:
                 yield event
             if isinstance(event, events.Result):
@@ -126,40 +105,19 @@ class ClaudeRun:
         await process.wait()
         raise ClaudeExited(process.returncode, process.stderr_tail)
 
-    async def _answer(self, control: ControlRequest) -> None:
-        """Answer for the in-process tool server; once the tools are listed, the input is complete."""
-        assert self._claude
+    async def _control(self, control: ControlRequest) -> None:
+        """Hold a call of the client's tool for the client; answer what else the in-process tool server is asked."""
+        message: dict[str, Any] = control.request.get("message") or {}
+        if mcp.is_tool_call(control.request):
+            tool_use_id = ((message.get("params") or {}).get("_meta") or {}).get("claudecode/toolUseId")
+            if tool_use_id:
+                self.held[tool_use_id] = HeldCall(control.request_id, message.get("id"), tool_use_id)
+                return
         response = mcp.control_response(control.request_id, self.invocation.tools, control.request)
-        listed = (control.request.get("message") or {}).get("method") == "tools/list"
-        await self._claude.process.write(json.dumps(response).encode() + b"\n", close=listed)
+        await self.claude.process.write(json.dumps(response).encode() + b"\n")
 
 
-def _prepare(
-    invocation: ClaudeInvocation, settings: ClaudeSettings, run_dir: Path
-) -> tuple[list[str], dict[str, str], Path]:
-    """Files go beside the working directory, which stays empty: nothing there for the model to find."""
-    inv = invocation
-    cwd = run_dir / "work"
-    cwd.mkdir()
-    # Always a system prompt of our own (empty when the client sent none): Claude Code's default prompt
-    # describes a coding agent with tools, which is not what an OpenAI client asked for.
-    prompt_file = run_dir / "system-prompt.txt"
-    # Lone surrogates (text a JavaScript client cut mid-emoji) cannot be UTF-8: they become U+FFFD.
-    prompt_file.write_text(inv.system_prompt or "", encoding="utf-8", errors="replace")
-    argv = [settings.claude_bin, *SAFE_FLAGS, "--model", inv.model, "--system-prompt-file", str(prompt_file)]
-    argv += ["--max-turns", str(MAX_TURNS_STRUCTURED if inv.json_schema is not None else MAX_TURNS)]
-    if inv.tools:
-        argv += ["--mcp-config", mcp.CONFIG]
-    if inv.effort:
-        argv += ["--effort", inv.effort]
-    if inv.history:
-        transcript_file = run_dir / "transcript.jsonl"
-        transcript.write(inv.history, transcript_file)
-        argv += ["--resume", str(transcript_file)]
-    return argv, child_env(settings, inv), cwd
-
-
-def _input_lines(invocation: ClaudeInvocation) -> bytes:
+def _first_input(invocation: ClaudeInvocation) -> bytes:
     """Stream-json lines: the JSON schema if any, the replayed assistant turn if any (an assistant line starts
     no turn), then the prompt."""
     lines: list[dict[str, Any]] = []
@@ -167,8 +125,15 @@ def _input_lines(invocation: ClaudeInvocation) -> bytes:
         # As `--json-schema` it would be readable by every local user in /proc and fail past 128 KiB (E2BIG).
         initialize = {"subtype": "initialize", "jsonSchema": invocation.json_schema}
         lines.append({"type": "control_request", "request_id": SCHEMA_REQUEST_ID, "request": initialize})
-    messages = [invocation.replay] if invocation.replay else []
-    messages.append(HistoryMessage("user", invocation.prompt))
-    lines += [{"type": m.role, "message": {"role": m.role, "content": m.content}} for m in messages]
+    if invocation.replay:
+        lines.append(_message_line(invocation.replay))
+    return b"".join(json.dumps(line).encode() + b"\n" for line in lines) + _user_line(invocation.prompt)
+
+
+def _user_line(prompt: list[Any]) -> bytes:
     # ASCII-only JSON carries any string, lone surrogates included, as escapes the CLI reads back.
-    return b"".join(json.dumps(line).encode() + b"\n" for line in lines)
+    return json.dumps(_message_line(HistoryMessage("user", prompt))).encode() + b"\n"
+
+
+def _message_line(message: HistoryMessage) -> dict[str, Any]:
+    return {"type": message.role, "message": {"role": message.role, "content": message.content}}

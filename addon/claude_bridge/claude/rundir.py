@@ -10,19 +10,11 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from .errors import RunDirUnwritable
+
 logger = logging.getLogger(__name__)
 
 PREFIX = "claude-bridge-"
-
-
-class Unwritable(Exception):
-    """The temp dir would not take a run directory or its files: full, over quota, read-only, or gone."""
-
-    def __init__(self, parent: Path, error: OSError) -> None:
-        super().__init__(f"{parent}: {error.strerror or error}")
-        self.parent = parent
-        self.errno = error.errno
-        self.strerror = error.strerror or str(error)
 
 
 def create() -> Path:
@@ -34,11 +26,11 @@ def create() -> Path:
 
 @contextlib.contextmanager
 def writing(parent: Path) -> Iterator[None]:
-    """Raise any OSError inside as `Unwritable`: a full temp dir is the machine's problem, not the request's."""
+    """Raise any OSError inside as `RunDirUnwritable`: a full temp dir is the machine's problem, not the request's."""
     try:
         yield
     except OSError as e:
-        raise Unwritable(parent, e) from e
+        raise RunDirUnwritable(parent, e) from e
 
 
 def remove_stale() -> int:

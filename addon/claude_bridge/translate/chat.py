@@ -10,7 +10,7 @@ from collections.abc import AsyncGenerator
 from typing import Literal
 
 from ..claude.events import Usage
-from ..claude.invocation import ClaudeSettings
+from ..claude.runner import ClaudeRunner
 from ..openai.chat import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -56,7 +56,7 @@ def completion_usage(usage: Usage) -> CompletionUsage:
 
 
 async def completion_chunks(
-    job: ChatJob, settings: ClaudeSettings, report: TurnReport
+    job: ChatJob, runner: ClaudeRunner, report: TurnReport
 ) -> AsyncGenerator[ChatCompletionChunk]:
     """The stream as OpenAI sends it: role in the first delta, tool calls as fragments (id, type and name
     first, then arguments), a finish_reason chunk, then usage if asked."""
@@ -74,8 +74,9 @@ async def completion_chunks(
     end = TurnEnd(None, Usage())
     items = turn(
         job.invocation,
-        settings,
+        runner,
         report,
+        caller=job.caller,
         parallel_tool_calls=job.parallel_tool_calls,
         reasoning=job.reasoning_content,
     )
@@ -127,7 +128,7 @@ def _function_call_delta(item: TurnToolCall | TurnToolArguments) -> ChoiceDeltaF
     return ChoiceDeltaFunctionCall(arguments=item.fragment)
 
 
-async def completion(job: ChatJob, settings: ClaudeSettings, report: TurnReport) -> ChatCompletion:
+async def completion(job: ChatJob, runner: ClaudeRunner, report: TurnReport) -> ChatCompletion:
     """The non-streaming answer, assembled from the stream so both paths share every rule."""
     content: list[str] = []
     reasoning: list[str] = []
@@ -136,7 +137,7 @@ async def completion(job: ChatJob, settings: ClaudeSettings, report: TurnReport)
     last: ChatCompletionChunk | None = None
     reason: FinishReason = "stop"
     usage: CompletionUsage | None = None
-    async for chunk in completion_chunks(dataclasses.replace(job, include_usage=True), settings, report):
+    async for chunk in completion_chunks(dataclasses.replace(job, include_usage=True), runner, report):
         last = chunk
         usage = chunk.usage or usage
         for choice in chunk.choices:

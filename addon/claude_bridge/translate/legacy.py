@@ -8,7 +8,7 @@ import secrets
 from collections.abc import AsyncGenerator
 from typing import Literal
 
-from ..claude.invocation import ClaudeSettings
+from ..claude.runner import ClaudeRunner
 from ..openai.chat import ChatCompletionCreateParams
 from ..openai.completions import Completion, CompletionChoice, CompletionCreateParams
 from ..openai.errors import OpenAIError
@@ -48,8 +48,8 @@ def _finish(reason: str | None) -> Literal["stop", "length", "content_filter"] |
     return "length" if reason == "length" else "content_filter" if reason == "content_filter" else "stop"
 
 
-async def completion_stream(job: ChatJob, settings: ClaudeSettings, report: TurnReport) -> AsyncGenerator[Completion]:
-    async for chunk in completion_chunks(job, settings, report):
+async def completion_stream(job: ChatJob, runner: ClaudeRunner, report: TurnReport) -> AsyncGenerator[Completion]:
+    async for chunk in completion_chunks(job, runner, report):
         choices = [
             CompletionChoice(text=choice.delta.content or "", finish_reason=_finish(choice.finish_reason))
             for choice in chunk.choices
@@ -62,8 +62,8 @@ async def completion_stream(job: ChatJob, settings: ClaudeSettings, report: Turn
             )  # fmt: skip
 
 
-async def text_completion(job: ChatJob, settings: ClaudeSettings, report: TurnReport) -> Completion:
-    chat = await completion(dataclasses.replace(job, stream=False), settings, report)
+async def text_completion(job: ChatJob, runner: ClaudeRunner, report: TurnReport) -> Completion:
+    chat = await completion(dataclasses.replace(job, stream=False), runner, report)
     choice = chat.choices[0]
     return Completion(
         id=chat.id.replace("chatcmpl-", "cmpl-"),

@@ -49,6 +49,8 @@ class ChatJob:
     # A request made with the legacy `functions` gets a legacy `function_call` back.
     legacy_functions: bool = False
     reasoning_content: bool = False
+    # Who asks (a hash of its key): a live session continues only its own caller's conversation.
+    caller: str = ""
 
 
 # OpenAI's reasoning efforts as the CLI's; "none" also turns thinking off.

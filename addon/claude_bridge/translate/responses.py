@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..claude.events import Usage
-from ..claude.invocation import ClaudeSettings
+from ..claude.runner import ClaudeRunner
 from ..openai.chat import ChatCompletionCreateParams
 from ..openai.errors import OpenAIError
 from ..openai.responses import (
@@ -156,7 +156,7 @@ def _parts(parts: list[Any]) -> list[dict[str, Any]]:
 async def response_events(
     job: ChatJob,
     request: ResponseCreateParams,
-    settings: ClaudeSettings,
+    runner: ClaudeRunner,
     report: TurnReport,
     store: Callable[[Response], None],
 ) -> AsyncGenerator[ResponseStreamEvent]:
@@ -191,7 +191,7 @@ async def response_events(
     message: ResponseOutputMessage | None = None
     calls: dict[int, ResponseFunctionToolCall] = {}
     end = TurnEnd(None, Usage())
-    items = turn(job.invocation, settings, report, parallel_tool_calls=job.parallel_tool_calls)
+    items = turn(job.invocation, runner, report, caller=job.caller, parallel_tool_calls=job.parallel_tool_calls)
     try:
         async with contextlib.aclosing(items):
             async for item in items:
@@ -357,13 +357,13 @@ def output_messages(response: Response) -> list[Message]:
 async def response_object(
     job: ChatJob,
     request: ResponseCreateParams,
-    settings: ClaudeSettings,
+    runner: ClaudeRunner,
     report: TurnReport,
     store: Callable[[Response], None],
 ) -> Response:
     """The non-streaming answer: the stream's final response object (a failure after output began is a 502)."""
     final: Response | None = None
-    async for item in response_events(job, request, settings, report, store):
+    async for item in response_events(job, request, runner, report, store):
         if isinstance(item, ResponseLifecycleEvent):
             final = item.response
     assert final is not None

@@ -7,16 +7,24 @@ import contextlib
 import json
 import logging
 import time
-import typing
 from collections.abc import AsyncGenerator, Iterator
 from dataclasses import dataclass, field
 
-from ..claude import events, mcp, rundir
+from ..claude import events, mcp
+from ..claude.errors import (
+    ClaudeError,
+    ClaudeExited,
+    ClaudeNotFound,
+    IdleTimeout,
+    LineTooLong,
+    MalformedLine,
+    RunDirUnwritable,
+    RunsExhausted,
+    TotalTimeout,
+)
 from ..claude.events import Usage
-from ..claude.invocation import ClaudeInvocation, ClaudeSettings
-from ..claude.limit import RunsExhausted
-from ..claude.process import IdleTimeout, LineTooLong, TotalTimeout
-from ..claude.run import ClaudeExited, ClaudeNotFound, ClaudeRun
+from ..claude.invocation import ClaudeInvocation, ClaudeSettings, ContentBlock, HistoryMessage
+from ..claude.runner import ClaudeRunner
 from ..openai.errors import OpenAIError
 from . import errors
 
@@ -67,6 +75,7 @@ class TurnReport:
     """What happened, for the log line and the mitmweb comment."""
 
     claude_model: str | None = None
+    served: str | None = None  # by a new CLI, a warm one, or the conversation's live session
     usage: Usage = field(default_factory=Usage)
     cost_usd: float = 0.0
     started: float = field(default_factory=time.monotonic)
@@ -77,48 +86,61 @@ class TurnReport:
     def summary(self) -> str:
         duration = ((self.finished or time.monotonic()) - self.started) * 1000
         ttft = f", first token {(self.first_text - self.started) * 1000:.0f} ms" if self.first_text else ""
+        served = f" by {self.served}" if self.served else ""
         return (
-            f"claude-bridge: {self.claude_model or 'claude'} {self.outcome}; "
-            f"tokens in {prompt_tokens(self.usage)} (cached {self.usage.cache_read_input_tokens}) "
-            f"out {self.usage.output_tokens}; ${self.cost_usd:.4f}; {duration:.0f} ms{ttft}"
+            f"claude-bridge: {self.claude_model or 'claude'} {self.outcome}{served}; {tokens(self.usage)}; "
+            f"${self.cost_usd:.4f}; {duration:.0f} ms{ttft}"
         )
-
-
-# How a run fails other than by the API's own answer; `_cli_error` puts each in words a client can act on.
-RunFailure = (
-    ClaudeNotFound | IdleTimeout | TotalTimeout | ClaudeExited | events.MalformedLine | LineTooLong | rundir.Unwritable
-)
 
 
 def prompt_tokens(usage: Usage) -> int:
     return usage.input_tokens + usage.cache_creation_input_tokens + usage.cache_read_input_tokens
 
 
+def tokens(usage: Usage) -> str:
+    """Input with what was read from and written to Anthropic's prompt cache: what the turn was billed for."""
+    return (
+        f"tokens in {prompt_tokens(usage)} (cache read {usage.cache_read_input_tokens}, "
+        f"written {usage.cache_creation_input_tokens}) out {usage.output_tokens}"
+    )
+
+
 async def turn(
     invocation: ClaudeInvocation,
-    settings: ClaudeSettings,
+    runner: ClaudeRunner,
     report: TurnReport,
     *,
+    caller: str = "",
     parallel_tool_calls: bool = True,
     reasoning: bool = False,
 ) -> AsyncGenerator[TurnItem]:
     """Text and tool calls as they stream, then one TurnEnd; failures raise OpenAIError with the CLI's own message.
 
-    Close it with `aclose()` (or `contextlib.aclosing`) to end the run early: that stops and reaps the CLI.
+    `caller` tells conversations apart beyond their content (a hash of the client's key): a live session is only
+    continued by its own caller. Close the generator with `aclose()` (or `contextlib.aclosing`) to end the run
+    early: that stops and reaps the CLI, and nothing half-done is ever continued.
     """
-    slot = settings.limiter.slot() if settings.limiter else contextlib.nullcontext()
     try:
-        async with slot, ClaudeRun(invocation, settings) as run, contextlib.aclosing(run.events()) as stream:
-            reader = _Reader(report, invocation, parallel_tool_calls=parallel_tool_calls, reasoning=reasoning)
+        async with runner.run(invocation, caller) as run, contextlib.aclosing(run.events()) as stream:
+            report.served, report.claude_model = run.served, run.claude_model
+            reader = _Reader(
+                report,
+                invocation,
+                parallel_tool_calls=parallel_tool_calls,
+                reasoning=reasoning,
+                cost_before=run.cost_before,
+            )
             async for event in stream:
                 for item in reader.read(event):
+                    if isinstance(item, TurnEnd) and (answer := reader.answer(item)) is not None:
+                        run.keep(answer)
                     yield item
                     if isinstance(item, TurnEnd):
                         return
     except RunsExhausted as e:
         raise _failed(report, errors.busy(e.running, e.queued)) from None
-    except typing.get_args(RunFailure) as e:
-        raise _failed(report, _cli_error(e, settings)) from None
+    except ClaudeError as e:
+        raise _failed(report, _cli_error(e, runner.settings)) from None
     except OpenAIError as e:
         raise _failed(report, e) from e.__cause__
     except asyncio.CancelledError as e:
@@ -128,7 +150,7 @@ async def turn(
         report.finished = time.monotonic()
 
 
-def _cli_error(error: RunFailure, settings: ClaudeSettings) -> OpenAIError:
+def _cli_error(error: ClaudeError, settings: ClaudeSettings) -> OpenAIError:
     match error:
         case ClaudeNotFound():
             return errors.cli_missing(settings.claude_bin)
@@ -138,10 +160,11 @@ def _cli_error(error: RunFailure, settings: ClaudeSettings) -> OpenAIError:
             return errors.timeout("ran", settings.total_timeout, "claude_total_timeout")
         case ClaudeExited(returncode=returncode, stderr=stderr):
             return errors.cli_exited(returncode, stderr)
-        case events.MalformedLine() | LineTooLong():
+        case MalformedLine() | LineTooLong():
             return errors.cli_unreadable(settings.claude_bin, str(error))
-        case rundir.Unwritable(parent=parent, errno=number, strerror=strerror):
+        case RunDirUnwritable(parent=parent, errno=number, strerror=strerror):
             return errors.temp_dir_unwritable(parent, number, strerror)
+    return errors.cli_failed(str(error))
 
 
 def _failed(report: TurnReport, error: OpenAIError) -> OpenAIError:
@@ -154,9 +177,17 @@ class _Reader:
     """Folds events into the report, and says what to send: text and tool calls, then the end of the turn."""
 
     def __init__(
-        self, report: TurnReport, invocation: ClaudeInvocation, *, parallel_tool_calls: bool, reasoning: bool
+        self,
+        report: TurnReport,
+        invocation: ClaudeInvocation,
+        *,
+        parallel_tool_calls: bool,
+        reasoning: bool,
+        cost_before: float = 0.0,
     ) -> None:
         self.report = report
+        # The CLI's cost is the sum over its process's turns: a live session's earlier turns are not this one's.
+        self._cost_before = cost_before
         self._tools = bool(invocation.tools)
         # Only these come back as tool calls: a model led astray by what it read may ask for any name.
         self._offered = {mcp.served_name(tool.name) for tool in invocation.tools}
@@ -166,6 +197,11 @@ class _Reader:
         self._streamed: set[str] = set()  # messages whose content came as deltas
         self._calls: dict[tuple[str, int], int] = {}  # (message, block) -> the client's call index
         self._resets_at: int | None = None
+        # The answer as the client gets it, to recognise it when the client sends it back (a live session).
+        self._text: list[str] = []
+        self._tool_uses: list[ContentBlock] = []
+        self._arguments: dict[int, list[str]] = {}
+        self._dropped = False  # the model called a tool the request did not offer
 
     def read(self, event: events.Event) -> Iterator[TurnItem]:
         report = self.report
@@ -182,7 +218,7 @@ class _Reader:
                     yield self._sent(TurnToolCall(self._calls[message_id, index], call_id, mcp.client_name(name)))
             case events.ToolInputDelta(message_id=message_id, index=index, partial_json=fragment):
                 if (message_id, index) in self._calls and fragment:
-                    yield TurnToolArguments(self._calls[message_id, index], fragment)
+                    yield self._arguments_of(TurnToolArguments(self._calls[message_id, index], fragment))
             case events.BlockStop(message_id=message_id, index=index) if (message_id, index) in self._calls:
                 if not self._parallel:
                     yield self._end("tool_use")
@@ -205,6 +241,10 @@ class _Reader:
                     report.usage = report.usage.model_copy(update={"output_tokens": output_tokens})
                 if stop_reason == "max_tokens" or (stop_reason == "tool_use" and self._calls):
                     yield self._end(stop_reason)
+                elif stop_reason == "tool_use" and self._dropped and not self._structured:
+                    # Only calls of tools never offered: the CLI would refuse them and ask the model again, on
+                    # its own. What the model said is the answer; the run ends here.
+                    yield self._end("end_turn")
             case events.SystemInit(model=model, mcp_servers=servers, tools=tools):
                 report.claude_model = model
                 if self._tools and not any(s.name == mcp.SERVER_NAME and s.status == "connected" for s in servers):
@@ -233,7 +273,7 @@ class _Reader:
             elif block.type == "tool_use" and block.name and self._offer(block.name):
                 index = self._calls.setdefault((message.id, len(self._calls)), len(self._calls))
                 yield self._sent(TurnToolCall(index, block.id or "", mcp.client_name(block.name)))
-                yield TurnToolArguments(index, json.dumps(block.input or {}))
+                yield self._arguments_of(TurnToolArguments(index, json.dumps(block.input or {})))
                 if not self._parallel:
                     yield self._end("tool_use")
         if message.stop_reason == "max_tokens":
@@ -241,7 +281,7 @@ class _Reader:
 
     def _result(self, result: events.Result) -> Iterator[TurnItem]:
         report = self.report
-        report.cost_usd = result.total_cost_usd
+        report.cost_usd = max(0.0, result.total_cost_usd - self._cost_before)
         report.usage = result.usage
         if self._calls and result.stop_reason == "tool_use":
             # The calls are the answer; the CLI reports them as denied (it runs none) and stops, as asked.
@@ -269,11 +309,36 @@ class _Reader:
             return True
         if name != STRUCTURED_OUTPUT:  # the CLI's own tool for a response schema
             logger.warning("Dropped the model's call of %.80r, a tool the request did not offer", name)
+            self._dropped = True
         return False
 
     def _sent(self, item: TurnText | TurnToolCall) -> TurnText | TurnToolCall:
         self.report.first_text = self.report.first_text or time.monotonic()
+        if isinstance(item, TurnText):
+            self._text.append(item.text)
+        else:
+            self._tool_uses.append({"type": "tool_use", "id": item.id, "name": mcp.served_name(item.name)})
         return item
+
+    def _arguments_of(self, item: TurnToolArguments) -> TurnToolArguments:
+        self._arguments.setdefault(item.index, []).append(item.fragment)
+        return item
+
+    def answer(self, end: TurnEnd) -> HistoryMessage | None:
+        """The answer the client got, as it will send it back; None when the turn must not be continued (cut at
+        max_tokens, with calls of tools never offered, or arguments that are not a JSON object)."""
+        if end.stop_reason not in ("end_turn", "tool_use") or self._dropped:
+            return None
+        blocks: list[ContentBlock] = [{"type": "text", "text": "".join(self._text)}] if self._text else []
+        for index, tool_use in enumerate(self._tool_uses):
+            try:
+                arguments = json.loads("".join(self._arguments.get(index, ())) or "{}")
+            except ValueError:
+                return None
+            if not isinstance(arguments, dict):
+                return None
+            blocks.append({**tool_use, "input": arguments})
+        return HistoryMessage("assistant", blocks)
 
     def _end(self, stop_reason: str | None) -> TurnEnd:
         """The end of the turn; at max_tokens or the client's tool calls the bridge stops the run itself
