@@ -18,7 +18,7 @@ import dataclasses
 import hashlib
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,7 +105,7 @@ class LiveSessions:
     Whatever leaves (taken by nobody, expired, evicted) is handed to `discard`.
     """
 
-    def __init__(self, capacity: int, idle: float, discard: Any) -> None:
+    def __init__(self, capacity: int, idle: float, discard: Callable[[StartedClaude], None]) -> None:
         self.capacity = capacity
         self.idle = idle
         self._discard = discard
