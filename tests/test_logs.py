@@ -81,3 +81,11 @@ def test_the_banner_gives_urls_for_ipv6_and_the_listen_port_option():
         lines = banner(tctx.options, "claude", "2.1.331")
     assert "  proxy on ::1:9000: export HTTPS_PROXY=http://[::1]:9000 (see proxy-env)" in lines
     assert "  reverse proxy on ::1:3456: export OPENAI_BASE_URL=http://[::1]:3456/v1" in lines
+
+
+def test_log_lines_appear_as_they_happen_when_redirected_to_a_file(start_bridge):
+    """Without PYTHONUNBUFFERED (as under `./scripts/bridge > bridge.log`), a redirected stdout is block-buffered."""
+    bridge = start_bridge(env={"PYTHONUNBUFFERED": ""})
+    bridge.health()
+    log = bridge.log_once(lambda log: "GET /health -> 200" in log)
+    assert "ready, answering with" in log and "GET /health -> 200" in log

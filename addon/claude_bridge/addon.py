@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import io
 import json
 import logging
 import os
 import shutil
+import sys
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -346,6 +348,7 @@ class ClaudeBridge:
             logger.error(problem)
             return
         self._log_filter = redact.install()
+        _flush_each_line()
         if flow_file := getattr(ctx.options, "save_stream_file", None):  # an option of mitmproxy's save addon
             redact.keep_private(flow_file)
         # With the default `eager`, mitmproxy would dial the real api.openai.com before we see the request.
@@ -699,6 +702,14 @@ class ClaudeBridge:
                 await proc.wait()
         self.claude_version = out.decode().strip().split(" ")[0] or None
         logger.info("Claude Code CLI %s at %s", self.claude_version, claude_bin)
+
+
+def _flush_each_line() -> None:
+    """Log lines appear as they happen wherever they go: redirected to a file, Python would hold them in a buffer
+    until exit (unless PYTHONUNBUFFERED is set, as the service does and a user's `> bridge.log` does not)."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(line_buffering=True)
 
 
 def _resolve_bin(claude_bin: str) -> str:
