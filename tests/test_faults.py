@@ -258,3 +258,21 @@ def test_a_full_temp_dir_is_a_503_naming_it_and_requests_succeed_again_once_ther
     assert f"Claude run failed with 503: The temporary directory {bridge.seen_tmpdir} is full" in log
     answer = bridge.client().chat.completions.create(model="sonnet", messages=messages)
     assert answer.choices[0].message.content.endswith("hi")
+
+
+def test_a_brief_429_is_passed_on_with_its_short_hint_and_a_default_client_then_succeeds(start_bridge, fake):
+    """The CLI retries twice as the API's `retry-after: 1` says; its last wait becomes the client's hint (it was a
+    fixed 30 s, which held a default openai-python client for over a minute)."""
+    bridge = start_bridge("claude_max_retries=2")
+    fake.enqueue(*[ApiError(429, "rate_limit_error", "slow down", retry_after=1)] * 3)
+    raw = bridge.client(max_retries=0).chat.completions.with_raw_response
+    with pytest.raises(openai.RateLimitError) as limited:
+        raw.create(model="sonnet", messages=[{"role": "user", "content": "hi"}])
+    headers = limited.value.response.headers
+    assert 1000 <= int(headers["retry-after-ms"]) < 2000 and headers["retry-after"] == "2"
+    fake.enqueue(*[ApiError(429, "rate_limit_error", "slow down", retry_after=1)] * 3)
+    # A default client (2 retries, honouring the hint) gets its answer once the API lets the request through.
+    answer = bridge.client(max_retries=2).chat.completions.create(
+        model="sonnet", messages=[{"role": "user", "content": "hi"}]
+    )
+    assert answer.choices[0].message.content == "ECHO: hi"

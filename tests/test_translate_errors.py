@@ -48,11 +48,16 @@ def test_unauthenticated_cli_is_401_telling_how_to_log_in(result: Result) -> Non
     assert "claude auth login" in error.error.message
 
 
-def test_rate_limit_without_reset_time_retries_after_the_default() -> None:
+def test_rate_limit_without_a_hint_retries_after_a_short_default() -> None:
     error = errors.from_result(recorded_result("err_429"))
     assert_error(error, 429, "rate_limit_exceeded")
     assert error.error.type == "rate_limit_error"
-    assert error.headers == {"Retry-After": str(errors.DEFAULT_RETRY_AFTER)}
+    assert error.headers == {"Retry-After": "2", "retry-after-ms": "2000"}
+
+
+def test_rate_limit_passes_the_apis_own_hint_on() -> None:
+    error = errors.from_result(recorded_result("err_429"), retry_after_ms=1082)
+    assert error.headers == {"Retry-After": "2", "retry-after-ms": "1082"}
 
 
 def test_rate_limit_retry_after_counts_down_to_the_reset() -> None:

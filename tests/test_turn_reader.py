@@ -93,7 +93,17 @@ def test_rate_limit_reset_time_reaches_retry_after() -> None:
     list(reader.read(events.RateLimitEvent.model_validate({"rate_limit_info": {"status": "rejected", "resetsAt": 1}})))
     with pytest.raises(OpenAIError) as caught:
         list(reader.read(events.Result(subtype="success", is_error=True, result="limited", api_error_status=429)))
-    assert caught.value.headers == {"Retry-After": "1"}
+    assert caught.value.headers == {"Retry-After": "1", "retry-after-ms": "1000"}
+
+
+def test_the_apis_retry_hint_the_cli_obeyed_reaches_retry_after() -> None:
+    reader = new_reader()
+    retry = {"attempt": 1, "max_retries": 2, "retry_delay_ms": 1082, "error_status": 429, "error": "rate_limit"}
+    list(reader.read(events.ApiRetry.model_validate(retry)))
+    list(reader.read(events.RateLimitEvent.model_validate({"rate_limit_info": {"status": "allowed", "resetsAt": 9}})))
+    with pytest.raises(OpenAIError) as caught:
+        list(reader.read(events.Result(subtype="success", is_error=True, result="limited", api_error_status=429)))
+    assert caught.value.headers == {"Retry-After": "2", "retry-after-ms": "1082"}  # not the allowed window's reset
 
 
 def test_assistant_line_for_streamed_text_is_not_sent_again() -> None:

@@ -58,6 +58,7 @@ class ApiRetry(_Line):
 
 
 class RateLimitInfo(_Line):
+    status: str | None = None  # allowed, allowed_warning, rejected
     resets_at: int | None = Field(default=None, alias="resetsAt")
 
 

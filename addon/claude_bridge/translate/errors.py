@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import math
 import signal
 import time
 from pathlib import Path
@@ -10,24 +11,28 @@ from pathlib import Path
 from ..claude.events import Result
 from ..openai.errors import OpenAIError
 
-# Used when the CLI gives no reset time for a rate limit: long enough not to hammer, short enough for an SDK to wait.
-DEFAULT_RETRY_AFTER = 30
+# When neither the plan's reset time nor the API's own hint is known: a 429 is most often brief, and SDKs obey this
+# literally (30 s here held a default openai-python client for over a minute on a 1 s limit).
+DEFAULT_RETRY_AFTER_MS = 2000
 
 _NOT_LOGGED_IN_MARKERS = ("not logged in", "/login", "invalid api key", "oauth token has expired")
 
 
-def from_result(result: Result, *, rate_limit_resets_at: int | None = None) -> OpenAIError:
+def from_result(
+    result: Result, *, rate_limit_resets_at: int | None = None, retry_after_ms: float | None = None
+) -> OpenAIError:
+    """`rate_limit_resets_at`: when a rejected plan limit resets; `retry_after_ms`: the API's own hint, as the CLI
+    last waited on a 429."""
     message = (result.result or "; ".join(result.errors or ()) or "the Claude CLI reported an error").strip()
     status = result.api_error_status
     if status == 401 or (status is None and _looks_unauthenticated(message)):
         return not_logged_in(message)
     if status == 429:
-        retry_after = DEFAULT_RETRY_AFTER
+        wait_ms = retry_after_ms or DEFAULT_RETRY_AFTER_MS
         if rate_limit_resets_at:
-            retry_after = max(1, rate_limit_resets_at - int(time.time()))
-        return OpenAIError(
-            429, message, "rate_limit_error", code="rate_limit_exceeded", headers={"Retry-After": str(retry_after)}
-        )
+            wait_ms = max(1000, (rate_limit_resets_at - time.time()) * 1000)
+        headers = {"Retry-After": str(math.ceil(wait_ms / 1000)), "retry-after-ms": str(round(wait_ms))}
+        return OpenAIError(429, message, "rate_limit_error", code="rate_limit_exceeded", headers=headers)
     if result.terminal_reason == "prompt_too_long" or "prompt is too long" in message.lower():
         return OpenAIError(400, message, code="context_length_exceeded", param="messages")
     if status == 404:

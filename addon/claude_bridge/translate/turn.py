@@ -197,6 +197,7 @@ class _Reader:
         self._streamed: set[str] = set()  # messages whose content came as deltas
         self._calls: dict[tuple[str, int], int] = {}  # (message, block) -> the client's call index
         self._resets_at: int | None = None
+        self._retry_after_ms: float | None = None
         # The answer as the client gets it, to recognise it when the client sends it back (a live session).
         self._text: list[str] = []
         self._tool_uses: list[ContentBlock] = []
@@ -253,8 +254,12 @@ class _Reader:
                     # A schema it cannot use turns structured output off without a word; the model would answer free.
                     raise errors.schema_refused()
             case events.RateLimitEvent(rate_limit_info=info):
-                self._resets_at = info.resets_at or self._resets_at
+                # The plan's window resets then; only a rejection makes that the time to retry (a brief 429 from a
+                # busy API comes with the window of a plan that still allows requests).
+                self._resets_at = info.resets_at if info.status == "rejected" else self._resets_at
             case events.ApiRetry():
+                if event.error_status == 429:
+                    self._retry_after_ms = event.retry_delay_ms  # the API's own hint, as the CLI obeyed it
                 logger.info(
                     "Claude API answered %s (%s); CLI retry %d of %d in %.1f s",
                     event.error_status,
@@ -291,7 +296,7 @@ class _Reader:
             # and stopped at its one turn. What the model said is the answer.
             yield self._end("end_turn")
         elif result.is_error:
-            raise errors.from_result(result, rate_limit_resets_at=self._resets_at)
+            raise errors.from_result(result, rate_limit_resets_at=self._resets_at, retry_after_ms=self._retry_after_ms)
         elif self._structured:
             if result.structured_output is None:
                 raise errors.cli_failed("the answer did not come back in the requested JSON schema")
