@@ -145,18 +145,18 @@ class Bridge:
                 with self.get("/health") as response:
                     if response.status == 200:
                         return
-            except (urllib.error.URLError, ConnectionError):
+            except (urllib.error.URLError, ConnectionError, TimeoutError):  # a loaded machine answers late
                 time.sleep(0.1)
         raise RuntimeError(f"bridge not ready after 30 s:\n{self.log.read_text()}")
 
-    def log_once(self, found: Callable[[str], bool], seconds: float = 10.0) -> str:
-        """The log once `found(log)` holds: a request's line is written when its response has ended, which may be
-        a moment after the client has read it."""
+    def log_once(self, found: Callable[[str], bool], seconds: float = 10.0, since: int = 0) -> str:
+        """The log (from byte `since` on) once `found(log)` holds: a request's line is written when its response
+        has ended, which may be a moment after the client has read it."""
         deadline = time.monotonic() + seconds
-        log = self.log.read_text()
+        log = self.log.read_bytes()[since:].decode(errors="replace")
         while not found(log) and time.monotonic() < deadline:
             time.sleep(0.02)
-            log = self.log.read_text()
+            log = self.log.read_bytes()[since:].decode(errors="replace")
         return log
 
     def client(self, **kwargs: object) -> openai.OpenAI:

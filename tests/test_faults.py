@@ -74,7 +74,8 @@ class Fault:
     code: str
     message: str  # part of the client's error message
     behaviour: Callable[[], Behaviour | None] = lambda: None  # the fake API's answer (None: its default echo)
-    bridge: str = "faulty_bridge"
+    # The conftest's default bridge, with a patient idle watchdog: a loaded machine may start the CLI slowly.
+    bridge: str = "bridge"
     prompt: str = "hi"
     logged: str = ""  # part of the bridge's log line, when not the message
     text: str = ""  # what a streaming client gets before the error
@@ -99,11 +100,12 @@ FAULTS = [
           lambda: ApiError(400, "invalid_request_error", "prompt is too long: 300000 tokens > 200000 maximum")),
     Fault("extra-usage-400", 400, "claude_request_rejected", EXTRA_USAGE,
           lambda: ApiError(400, "invalid_request_error", EXTRA_USAGE)),
-    Fault("hang-before-headers", 504, "claude_timeout", f"printed nothing for {IDLE_TIMEOUT} s", Hang, waits=True),
+    Fault("hang-before-headers", 504, "claude_timeout", f"printed nothing for {IDLE_TIMEOUT} s", Hang, waits=True,
+          bridge="faulty_bridge"),
     Fault("stall-before-text", 504, "claude_timeout", f"printed nothing for {IDLE_TIMEOUT} s",
-          lambda: Stall(()), waits=True),
+          lambda: Stall(()), waits=True, bridge="faulty_bridge"),
     Fault("stall-mid-stream", 504, "claude_timeout", f"printed nothing for {IDLE_TIMEOUT} s",
-          lambda: Stall(("stalled ",)), text="stalled ", waits=True),
+          lambda: Stall(("stalled ",)), text="stalled ", waits=True, bridge="faulty_bridge"),
     Fault("sse-error-mid-stream", 502, "claude_stream_interrupted", "broke off",
           lambda: StreamError(("partial ", "answer")), text="partial answer"),
     Fault("reset-before-headers", 502, "claude_cli_error", "ECONNRESET", Reset),
