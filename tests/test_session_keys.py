@@ -54,3 +54,10 @@ def test_a_turn_of_tool_results_alone_answers_held_calls():
     assert set(tool_results(results) or {}) == {"a", "b"}
     assert tool_results([*results, {"type": "text", "text": "and also"}]) is None
     assert tool_results([{"type": "text", "text": "hi"}]) is None
+
+
+def test_the_same_tools_in_another_order_continue_the_session():
+    clock = ToolSpec("get_time", "", {"type": "object"})
+    kept = kept_key(first_turn(tools=(WEATHER, clock)), "caller", text("assistant", "hello"))
+    follow_up = first_turn(tools=(clock, WEATHER), history=(text("user", "hi"), text("assistant", "hello")))
+    assert continuing_key(follow_up, "caller") == kept

@@ -55,6 +55,7 @@ def shape(invocation: ClaudeInvocation, caller: str) -> dict[str, Any]:
     fields = dataclasses.asdict(invocation)
     for moved in ("prompt", "history", "replay"):
         fields.pop(moved)
+    fields["tools"] = sorted(fields["tools"], key=lambda tool: tool["name"])  # MCP-backed agents reorder them
     return {"caller": caller, **fields}
 
 
