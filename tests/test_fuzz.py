@@ -96,10 +96,9 @@ def _chat(body: bytes, history: HistoryMode) -> None:
 
 def _responses(body: bytes, history: HistoryMode) -> None:
     request = parse_request(body, ResponseCreateParams)
-    earlier = (
-        responses.ResponseStore(1).conversation(request.previous_response_id) if request.previous_response_id else []
-    )
-    chat, _ = responses.chat_request(request, earlier)
+    store = responses.ResponseStore(1)  # empty: every id a client names is unknown, as to a new bridge
+    earlier = store.conversation(request.previous_response_id) if request.previous_response_id else []
+    chat, _ = responses.chat_request(request, earlier, store.item)
     _cli_inputs(chat_job(chat, MODELS, history).invocation)
 
 

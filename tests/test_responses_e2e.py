@@ -202,3 +202,19 @@ def test_errors_in_the_input_name_the_input_not_the_translated_messages(bridge, 
     assert responses_error.value.param == "input"
     assert completions_error.value.param == "prompt"
     assert fake.requests == []
+
+
+def test_earlier_output_items_referred_to_by_id_are_the_conversation(bridge, fake):
+    """Clients of a storing API (Vercel's AI SDK by default) send earlier answers back as `item_reference`s."""
+    client = bridge.client()
+    first = client.responses.create(model="gpt-4o", input="first")
+    (message,) = first.output
+    items = [
+        {"role": "user", "content": "first"},
+        {"type": "item_reference", "id": message.id},
+        {"role": "user", "content": "second"},
+    ]
+    assert client.responses.create(model="gpt-4o", input=items).output_text == "ECHO: second"
+    assert ("assistant", [{"type": "text", "text": "ECHO: first"}]) in conversation(fake.requests[-1].body)
+    with pytest.raises(openai.NotFoundError, match="Item with id 'msg_gone' not found"):
+        client.responses.create(model="gpt-4o", input=[{"type": "item_reference", "id": "msg_gone"}, *items[2:]])

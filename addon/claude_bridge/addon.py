@@ -605,7 +605,7 @@ class ClaudeBridge:
     def _bridge_responses(self, flow: http.HTTPFlow) -> None:
         request = parse_request(_body(flow), ResponseCreateParams)
         earlier = self.responses.conversation(request.previous_response_id) if request.previous_response_id else []
-        chat, conversation = responses.chat_request(request, earlier)
+        chat, conversation = responses.chat_request(request, earlier, self.responses.item)
         job = self._chat_job(flow, chat, "input")
 
         def store(response: Response) -> None:

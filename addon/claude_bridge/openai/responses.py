@@ -60,6 +60,13 @@ class ResponseFunctionCallOutput(RequestModel):
     output: str | list[ResponseInputContent]
 
 
+class ResponseItemReference(RequestModel):
+    """An earlier response's output item by its id (what clients send when the API stores responses)."""
+
+    type: Literal["item_reference"]
+    id: str
+
+
 class ResponseInputUnused(RequestModel):
     """Items that carry nothing Claude can use (reasoning summaries, hosted tool calls, ...): left out."""
 
@@ -70,13 +77,14 @@ def _input_item_kind(item: Any) -> str:
     if not isinstance(item, dict):
         return "unused"
     kind = item.get("type", "message" if "role" in item else None)
-    return kind if kind in ("message", "function_call", "function_call_output") else "unused"
+    return kind if kind in ("message", "function_call", "function_call_output", "item_reference") else "unused"
 
 
 ResponseInputItem = Annotated[
     Annotated[ResponseInputMessage, Tag("message")]
     | Annotated[ResponseFunctionToolCallParam, Tag("function_call")]
     | Annotated[ResponseFunctionCallOutput, Tag("function_call_output")]
+    | Annotated[ResponseItemReference, Tag("item_reference")]
     | Annotated[ResponseInputUnused, Tag("unused")],
     Discriminator(_input_item_kind),
 ]

@@ -34,7 +34,9 @@ from ..openai.responses import (
     ResponseInputImage,
     ResponseInputMessage,
     ResponseInputText,
+    ResponseItemReference,
     ResponseLifecycleEvent,
+    ResponseOutputItem,
     ResponseOutputItemEvent,
     ResponseOutputMessage,
     ResponseOutputText,
@@ -57,12 +59,29 @@ class ResponseStore:
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self._entries: collections.OrderedDict[str, tuple[Response, list[Message]]] = collections.OrderedDict()
+        self._items: dict[str, ResponseOutputItem] = {}  # the kept responses' output items, by id
 
     def put(self, response: Response, conversation: list[Message]) -> None:
         self._entries[response.id] = (response, conversation)
         self._entries.move_to_end(response.id)
+        self._items.update((item.id, item) for item in response.output)
         while len(self._entries) > self.capacity:
-            self._entries.popitem(last=False)
+            _, (dropped, _) = self._entries.popitem(last=False)
+            for item in dropped.output:
+                self._items.pop(item.id, None)
+
+    def item(self, item_id: str) -> ResponseOutputItem:
+        """An output item a client refers to (`item_reference`), as the response that made it gave it."""
+        try:
+            return self._items[item_id]
+        except KeyError:
+            raise OpenAIError(
+                404,
+                f"Item with id '{item_id}' not found. claude-bridge keeps the items of the last {self.capacity} "
+                "responses in memory, and none across restarts.",
+                code="item_not_found",
+                param="input",
+            ) from None
 
     def response(self, response_id: str) -> Response:
         return self._get(response_id, "response_id")[0]
@@ -84,10 +103,12 @@ class ResponseStore:
 
 
 def chat_request(
-    request: ResponseCreateParams, earlier: list[Message]
+    request: ResponseCreateParams, earlier: list[Message], item: Callable[[str], ResponseOutputItem]
 ) -> tuple[ChatCompletionCreateParams, list[Message]]:
-    """The equivalent chat request, and the conversation (without instructions) to store for follow-ups."""
-    conversation = earlier + _messages(request)
+    """The equivalent chat request, and the conversation (without instructions) to store for follow-ups.
+
+    `item` finds an earlier output item a client refers to by id."""
+    conversation = earlier + _messages(request, item)
     messages = ([{"role": "system", "content": request.instructions}] if request.instructions else []) + conversation
     fields: dict[str, Any] = {"model": request.model, "messages": messages, "stream": bool(request.stream)}
     tools = [tool for tool in request.tools or () if isinstance(tool, FunctionToolParam)]
@@ -119,12 +140,13 @@ def chat_request(
         raise OpenAIError(400, f"Invalid input: {error['msg']}.", param="input") from None
 
 
-def _messages(request: ResponseCreateParams) -> list[Message]:
+def _messages(request: ResponseCreateParams, stored: Callable[[str], ResponseOutputItem]) -> list[Message]:
     """Input items as chat messages; consecutive function calls join one assistant message."""
     if isinstance(request.input, str):
         return [{"role": "user", "content": request.input}]
     messages: list[Message] = []
-    for item in request.input:
+    for given in request.input:
+        item = _referred(stored(given.id)) if isinstance(given, ResponseItemReference) else given
         match item:
             case ResponseInputMessage(role=role, content=content):
                 messages.append({"role": role, "content": content if isinstance(content, str) else _parts(content)})
@@ -138,6 +160,16 @@ def _messages(request: ResponseCreateParams) -> list[Message]:
                 result = output if isinstance(output, str) else _parts(output)
                 messages.append({"role": "tool", "tool_call_id": call_id, "content": result})
     return messages
+
+
+def _referred(item: ResponseOutputItem) -> ResponseInputMessage | ResponseFunctionToolCallParam:
+    """An earlier output item as the input item a client would have sent in its place."""
+    if isinstance(item, ResponseOutputMessage):
+        text = "".join(part.text for part in item.content)
+        return ResponseInputMessage(role="assistant", content=text)
+    return ResponseFunctionToolCallParam(
+        type="function_call", call_id=item.call_id, name=item.name, arguments=item.arguments
+    )
 
 
 def _parts(parts: list[Any]) -> list[dict[str, Any]]:
