@@ -97,8 +97,9 @@ def test_a_healthy_setup_passes_with_a_one_token_probe(env, fake, claude_bin):
     assert report[f"bridge :{port}"].status == "warn"
     start = f"{ROOT}/scripts/bridge --claude-bin {claude_bin} --port {port}   # starts it"
     assert report[f"bridge :{port}"] == Line("warn", "not running", [start])
-    (probe,) = fake.requests
-    assert probe.body["max_tokens"] == 1
+    # At max_tokens the CLI asks the model to go on by itself; the run is stopped then, but on a loaded machine a
+    # second request may leave first.
+    assert fake.requests[0].body["max_tokens"] == 1
 
 
 def test_not_logged_in_is_found_by_the_probe_with_the_login_command(env, fake, claude_bin):

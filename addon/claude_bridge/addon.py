@@ -261,6 +261,8 @@ class ClaudeBridge:
         )
 
     def configure(self, updated: set[str]) -> None:
+        if {"connection_strategy", "keep_host_header"} <= set(ctx.options.keys()):
+            self._own_the_connections()
         if "bridge_log_format" in updated:
             _set_log_format(ctx.options.bridge_log_format)
         if "bridge_hosts" in updated:
@@ -305,6 +307,16 @@ class ClaudeBridge:
         listening = {"mode", "listen_host", "listen_port", "bridge_access_key"} & updated
         if listening and self._running and (problem := _exposure_problem()):
             raise exceptions.OptionsError(problem)
+
+    def _own_the_connections(self) -> None:
+        """Set at the first configure, before mitmproxy takes a connection (`running` comes after it listens)."""
+        if ctx.options.connection_strategy != "lazy":
+            # With `eager`, mitmproxy would dial the real api.openai.com before the bridge sees the request.
+            ctx.options.update(connection_strategy="lazy")
+        if not ctx.options.keep_host_header:
+            # Reverse mode's Host is the client's only with this on; the bridge then sets the target's itself.
+            self._rewrites_host_header = True
+            ctx.options.update(keep_host_header=True)
 
     def _decrypt_only_bridged_hosts(self) -> None:
         """Tunnel every other host untouched (pinned certificates, the CLI's own traffic) unless the user chose."""
@@ -351,12 +363,6 @@ class ClaudeBridge:
         _flush_each_line()
         if flow_file := getattr(ctx.options, "save_stream_file", None):  # an option of mitmproxy's save addon
             redact.keep_private(flow_file)
-        # With the default `eager`, mitmproxy would dial the real api.openai.com before we see the request.
-        ctx.options.update(connection_strategy="lazy")
-        if not ctx.options.keep_host_header:
-            # Reverse mode's Host is the client's only with this on; the bridge then sets the target's itself.
-            self._rewrites_host_header = True
-            ctx.options.update(keep_host_header=True)
         rundir.remove_stale()
         if redirector.captures_locally(ctx.options.mode):
             self._redirector = redirector.Watch(self._capture_lost)
