@@ -45,6 +45,13 @@ LONG_TOKENS = 5000
 LEVELS = (1, 8, 32)
 POOL_SIZE = 2  # the bridge's default claude_pool_size
 MAX_RUNS = 32  # claude_max_runs for both bridges, so 32 streams run at once instead of queueing
+# One-shot requests never continue a conversation: a live session kept after each would only hold memory (and
+# count against the process budget), so the single-request workloads run without them, as before they existed.
+ONE_SHOT_OPTIONS = [
+    f"claude_max_runs={MAX_RUNS}",
+    f"claude_max_processes={MAX_RUNS + POOL_SIZE}",
+    "claude_live_sessions=0",
+]
 PRESPAWN_WAIT = 1.0  # seconds a pre-spawned CLI gets to start up before it is fed
 SETTLE = 1.0  # seconds of quiet before each measured batch
 NPM_PACKAGE = "claude-max-api-proxy"
@@ -211,6 +218,7 @@ class HttpSubject:
     url: str
     process: subprocess.Popen[bytes]
     idle_clis: int = 0  # CLIs it keeps when idle: the bridge's warm pool
+    bridge: bool = True  # has the bridge's /health, with its warm and live CLIs
     client: openai.AsyncOpenAI = field(init=False)
 
     def __post_init__(self) -> None:
@@ -242,9 +250,12 @@ class HttpSubject:
         await asyncio.sleep(SETTLE)
 
     def _idle(self) -> bool:
-        if len(children(self.process.pid)) != self.idle_clis:
+        """No CLI but the full pool and the live sessions (a bridge's health counts them; the npm proxy has none)."""
+        health = get_json(self.url + "/health") if self.bridge else {}
+        live = health.get("live_sessions", 0)
+        if len(children(self.process.pid)) != self.idle_clis + live:
             return False
-        return not self.idle_clis or get_json(self.url + "/health")["warm_clis"] == self.idle_clis
+        return not self.idle_clis or health["warm_clis"] == self.idle_clis
 
 
 @dataclass
@@ -337,8 +348,6 @@ async def start_bridge(key: str, fake_url: str, scratch: Path, options: list[str
     port = free_port()
     argv = [sys.executable, "-m", "claude_bridge", "--port", str(port), "--claude-bin", str(CLAUDE_BIN)]
     argv += ["--confdir", str(home / "certs")]
-    if not any(option.startswith("claude_max_runs=") for option in options):
-        options = [f"claude_max_runs={MAX_RUNS}", *options]
     for option in options:
         argv += ["--set", option]
     log = scratch / f"{home.name}.log"
@@ -393,7 +402,7 @@ async def start_npm_proxy(fake_url: str, scratch: Path) -> HttpSubject:
     process = launch(["node", str(entry), str(port)], env, log, cwd=home / "work")
     url = f"http://127.0.0.1:{port}"
     wait_until(lambda: get_json(url + "/health") is not None, NPM, process, log, 30)
-    subject = HttpSubject(NPM, url, process)
+    subject = HttpSubject(NPM, url, process, bridge=False)
     await warm_up(subject)
     return subject
 
@@ -531,8 +540,8 @@ async def start_subjects(fake_url: str, scratch: Path) -> tuple[dict[str, Subjec
     }
     unavailable: dict[str, str] = {}
     starters: dict[str, Callable[[], Awaitable[HttpSubject]]] = {
-        POOL: lambda: start_bridge(POOL, fake_url, scratch, []),
-        NO_POOL: lambda: start_bridge(NO_POOL, fake_url, scratch, ["claude_pool_size=0"]),
+        POOL: lambda: start_bridge(POOL, fake_url, scratch, ONE_SHOT_OPTIONS),
+        NO_POOL: lambda: start_bridge(NO_POOL, fake_url, scratch, [*ONE_SHOT_OPTIONS, "claude_pool_size=0"]),
         NPM: lambda: start_npm_proxy(fake_url, scratch),
     }
     for key, starter in starters.items():
@@ -796,6 +805,7 @@ def notes(token_delay: float) -> list[str]:
         f"Fake API in echo mode, {token_delay:g} s per token; every subject runs the pinned CLI against it.",
         f"Both bridges run with --set claude_max_runs={MAX_RUNS}, so 32 streams are not queued; the pool bridge has",
         f"  the default claude_pool_size={POOL_SIZE}, so at c=8 and c=32 all but {POOL_SIZE} requests spawn a CLI.",
+        "  Live sessions are off for these one-shot requests (none would ever be continued).",
         "TTFT: request sent to first text chunk. The pre-spawned CLI's clock starts when its input is written,",
         f"  {PRESPAWN_WAIT:g} s after spawn. Sequential requests go back to back; each concurrency batch starts",
         f"  settled (the last CLIs gone, the pool full, {SETTLE:g} s quiet).",
@@ -842,7 +852,7 @@ async def bench(config: Config, scratch: Path) -> Json:
             "concurrency_rounds": {level: config.rounds(level) for level in LEVELS},
             "prompt": PROMPT,
             "model": MODEL,
-            "bridge_options": [f"claude_max_runs={MAX_RUNS}"],
+            "bridge_options": ONE_SHOT_OPTIONS,
             "prespawn_wait_s": PRESPAWN_WAIT,
         },
         "subjects": results,
