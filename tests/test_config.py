@@ -40,3 +40,10 @@ def test_the_readme_documents_every_bridge_option():
     table = (ROOT / "README.md").read_text()
     documented = set(re.findall(r"^\| `(\w+)` \|", table, re.MULTILINE))
     assert set(bridge_options()) <= documented
+
+
+def test_the_readmes_examples_name_the_address_the_bridge_listens_on():
+    """The bridge listens on 127.0.0.1; where `localhost` resolves to ::1 first, clients given it fail to connect."""
+    readme = (ROOT / "README.md").read_text()
+    assert "http://127.0.0.1:3456/v1" in readme
+    assert not re.search(r"https?://localhost:(3456|8080)\b", readme)
