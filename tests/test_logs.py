@@ -17,7 +17,7 @@ def test_the_banner_says_where_to_point_an_app(bridge):
     log = bridge.log.read_text()
     assert "claude-bridge 0.1.0 ready, answering with Claude Code CLI 2.1.331" in log
     assert f"export OPENAI_BASE_URL=http://127.0.0.1:{bridge.port}/v1" in log
-    assert "runs: 8 at once, 32 queued; warm pool off; access key off (loopback only)" in log
+    assert "runs: 8 at once, 32 queued; warm pool off; live sessions off; access key off (loopback only)" in log
 
 
 def test_the_banner_of_a_proxy_names_the_ca(start_bridge, tmp_path):

@@ -33,8 +33,11 @@ def banner(options: Any, claude: str, claude_version: str | None) -> list[str]:
         ca_cert = Path(options.confdir).expanduser() / "mitmproxy-ca-cert.pem"
         lines.append(f"  CA certificate apps must trust: {ca_cert} (`claude-bridge ca` says how)")
     pool = f"{options.claude_pool_size} per request shape" if options.claude_pool_size else "off"
+    live = "off"
+    if options.claude_live_sessions:
+        live = f"{options.claude_live_sessions}, each kept {options.claude_live_idle} s"
     lines.append(
         f"  runs: {options.claude_max_runs} at once, {options.claude_max_queued} queued; warm pool {pool}; "
-        f"access key {'required' if options.bridge_access_key else 'off (loopback only)'}"
+        f"live sessions {live}; access key {'required' if options.bridge_access_key else 'off (loopback only)'}"
     )
     return lines
