@@ -316,3 +316,14 @@ def test_images_reach_the_api_as_image_blocks_in_every_turn(bridge, fake):
             ],
         ),
     ]
+
+
+@pytest.mark.parametrize(
+    ("options", "thinks"),
+    [({"max_tokens": 100}, False), ({"reasoning_effort": "none"}, False), ({"max_tokens": 4096}, True), ({}, True)],
+)
+def test_a_small_max_tokens_or_no_reasoning_turns_thinking_off_at_the_api(bridge, fake, options, thinks):
+    """With thinking on, a model given 100 tokens may spend them all thinking and answer nothing."""
+    bridge.client().chat.completions.create(model="sonnet", messages=[{"role": "user", "content": "hi"}], **options)
+    (request,) = fake.requests
+    assert ("thinking" in request.body) is thinks, request.body.get("thinking")

@@ -96,5 +96,7 @@ def child_env(
     if invocation.max_output_tokens:
         env["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] = str(invocation.max_output_tokens)
     if not invocation.thinking or (invocation.max_output_tokens or MIN_THINKING_BUDGET + 1) <= MIN_THINKING_BUDGET:
-        env["MAX_THINKING_TOKENS"] = "0"
+        # 2.1.331 sends adaptive thinking whatever MAX_THINKING_TOKENS says (measured at the fake); this it honours.
+        env["CLAUDE_CODE_DISABLE_THINKING"] = "1"
+        env["MAX_THINKING_TOKENS"] = "0"  # what older CLIs read
     return env
