@@ -575,6 +575,15 @@ class ClaudeBridge:
                 flow.comment = "claude-bridge: moderation answered (not flagged)"
             else:
                 self._bridge_completions(flow)
+        elif path == "/v1/responses/compact":
+            # Never passed through: OpenAI's compaction item is opaque, encrypted for its own models.
+            raise OpenAIError(
+                404,
+                "claude-bridge does not compact conversations (POST /v1/responses/compact): the compaction item is "
+                "encrypted by OpenAI for its own models, and Claude can neither make nor read one. Send the whole "
+                "conversation as input, or continue it with previous_response_id.",
+                code="unsupported_endpoint",
+            )
         elif path.startswith("/v1/responses/"):
             _allow(method, "GET")
             stored = self.responses.response(path.removeprefix("/v1/responses/"))

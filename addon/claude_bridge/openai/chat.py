@@ -20,6 +20,9 @@ from pydantic_core import PydanticCustomError
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "function_call"]
 
+# Not a model's fingerprint: the bridge cannot see Claude's backend configuration, so it names itself.
+SYSTEM_FINGERPRINT = "claude-bridge"
+
 
 class RequestModel(BaseModel):
     """Request objects ignore fields the bridge does not use: apps send many, and refusing them breaks apps."""
@@ -249,6 +252,7 @@ class ChatCompletionMessage(BaseModel):
     refusal: str | None = None
     tool_calls: list[ChatCompletionMessageToolCall] | None = None
     function_call: Function | None = None  # legacy `functions` requests
+    annotations: list[Any] = []
     reasoning_content: str | None = None  # not OpenAI's: Claude's thinking, when the bridge is asked to show it
 
     @model_serializer(mode="wrap")
@@ -275,7 +279,7 @@ class ChatCompletion(BaseModel):
     model: str
     choices: list[Choice]
     usage: CompletionUsage
-    system_fingerprint: str | None = None
+    system_fingerprint: str = SYSTEM_FINGERPRINT
 
 
 class ChoiceDeltaFunctionCall(BaseModel):
@@ -324,5 +328,6 @@ class ChatCompletionChunk(BaseModel):
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
     created: int
     model: str
+    system_fingerprint: str = SYSTEM_FINGERPRINT
     choices: list[ChunkChoice]
     usage: CompletionUsage | None = None

@@ -1,10 +1,17 @@
-"""`/v1/responses`: the request as clients send it, the response object, its output items and stream events."""
+"""`/v1/responses`: the request as clients send it, the response object, its output items and stream events.
+
+The response object carries every field OpenAI's spec lists. Where the bridge applies a request field it echoes it
+(instructions, tools, tool_choice, text format, reasoning effort, max_output_tokens, store, metadata); where it
+cannot, the field says what Claude actually ran with: the CLI takes no sampling settings, so `temperature` and
+`top_p` are Anthropic's defaults (1), the penalties 0, no logprobs; no truncation, tool-call limit, summaries,
+background mode or service tiers; `safety_identifier` and `prompt_cache_key` are not used, so null.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Discriminator, Field, StrictBool, Tag
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, StrictBool, Tag
 
 from .chat import MaxTokens, ModelName, ReasoningEffort, RequestModel, ResponseFormatJSONObject, ResponseFormatText
 
@@ -146,6 +153,7 @@ class ResponseCreateParams(RequestModel):
     stream: StrictBool | None = False
     store: StrictBool | None = True
     previous_response_id: str | None = None
+    metadata: dict[str, str] | None = None
 
 
 # --- response --------------------------------------------------------------------------------------
@@ -212,23 +220,59 @@ class FunctionTool(BaseModel):
     strict: bool | None = None
 
 
+class ResponseFormatTextJSONSchemaConfig(BaseModel):
+    model_config = ConfigDict(serialize_by_alias=True, validate_by_name=True)
+
+    type: Literal["json_schema"] = "json_schema"
+    name: str
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    description: str | None = None
+    strict: bool | None = None
+
+
+class ResponseTextConfig(BaseModel):
+    format: ResponseFormatText | ResponseFormatJSONObject | ResponseFormatTextJSONSchemaConfig
+
+
+class Reasoning(BaseModel):
+    effort: ReasoningEffort | None = None
+    summary: None = None  # the bridge makes no reasoning summaries, whatever was asked
+
+
 class Response(BaseModel):
+    """Every field OpenAI sends, nulls included; the sampling fields say what Claude used (module docstring)."""
+
     id: str
     object: Literal["response"] = "response"
-    created_at: float
+    created_at: int
+    completed_at: int | None = None
     status: Literal["in_progress", "completed", "incomplete", "failed"]
+    error: ResponseError | None = None
+    incomplete_details: IncompleteDetails | None = None
     model: str
     output: list[ResponseOutputItem]
     instructions: str | None = None
     previous_response_id: str | None = None
     max_output_tokens: int | None = None
+    max_tool_calls: None = None
     parallel_tool_calls: bool = True
     tool_choice: Any = "auto"
     tools: list[FunctionTool] = []
+    text: ResponseTextConfig = ResponseTextConfig(format=ResponseFormatText(type="text"))
+    reasoning: Reasoning = Reasoning()
+    temperature: float = 1.0
+    top_p: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    top_logprobs: int = 0
+    truncation: Literal["disabled"] = "disabled"
     usage: ResponseUsage | None = None
-    error: ResponseError | None = None
-    incomplete_details: IncompleteDetails | None = None
     store: bool = True
+    background: Literal[False] = False
+    service_tier: Literal["default"] = "default"
+    metadata: dict[str, str] = {}
+    safety_identifier: str | None = None
+    prompt_cache_key: str | None = None
 
 
 # --- stream events ---------------------------------------------------------------------------------

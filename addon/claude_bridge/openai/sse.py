@@ -35,7 +35,8 @@ CHAT_COMPLETIONS = Format(event=_data, error=_data_error, end=b"data: [DONE]\n\n
 
 
 def _named_event(model: BaseModel) -> bytes:
-    data = model.model_dump_json(exclude_none=True)
+    """Nulls kept: the response snapshots in these events carry every field, as OpenAI sends them."""
+    data = model.model_dump_json()
     return f"event: {getattr(model, 'type', 'message')}\n".encode() + b"data: " + data.encode() + b"\n\n"
 
 

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from ..claude.events import Usage
 from ..claude.runner import ClaudeRunner
-from ..openai.chat import ChatCompletionCreateParams
+from ..openai.chat import ChatCompletionCreateParams, ResponseFormatJSONObject, ResponseFormatText
 from ..openai.errors import OpenAIError
 from ..openai.responses import (
     FunctionTool,
@@ -22,10 +22,13 @@ from ..openai.responses import (
     IncompleteDetails,
     InputTokensDetails,
     OutputTokensDetails,
+    Reasoning,
     Response,
     ResponseContentPartEvent,
     ResponseCreateParams,
     ResponseError,
+    ResponseFormatJSONSchema,
+    ResponseFormatTextJSONSchemaConfig,
     ResponseFunctionCallArgumentsDeltaEvent,
     ResponseFunctionCallArgumentsDoneEvent,
     ResponseFunctionCallOutput,
@@ -41,6 +44,7 @@ from ..openai.responses import (
     ResponseOutputMessage,
     ResponseOutputText,
     ResponseStreamEvent,
+    ResponseTextConfig,
     ResponseTextDeltaEvent,
     ResponseTextDoneEvent,
     ResponseUsage,
@@ -210,7 +214,10 @@ async def response_events(
             for tool in request.tools or ()
             if isinstance(tool, FunctionToolParam)
         ],
+        text=ResponseTextConfig(format=_text_format(request)),
+        reasoning=Reasoning(effort=request.reasoning.effort if request.reasoning else None),
         store=request.store is not False,
+        metadata=request.metadata or {},
     )
     sequence = 0
 
@@ -325,11 +332,22 @@ async def response_events(
     response.status = "incomplete" if incomplete else "completed"
     if incomplete:
         response.incomplete_details = IncompleteDetails(reason="max_output_tokens")
+    else:
+        response.completed_at = int(time.time())
     store(response)
     report.outcome = f"finished ({end.stop_reason or 'end_turn'})"
     yield event(
         ResponseLifecycleEvent(type="response.incomplete" if incomplete else "response.completed", response=response)
     )
+
+
+def _text_format(
+    request: ResponseCreateParams,
+) -> ResponseFormatText | ResponseFormatJSONObject | ResponseFormatTextJSONSchemaConfig:
+    fmt = request.text.format if request.text else None
+    if isinstance(fmt, ResponseFormatJSONSchema):
+        return ResponseFormatTextJSONSchemaConfig(name=fmt.name, schema=fmt.schema_, strict=fmt.strict)
+    return fmt or ResponseFormatText(type="text")
 
 
 def _opening(response: Response) -> list[ResponseLifecycleEvent]:
