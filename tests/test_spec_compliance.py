@@ -7,11 +7,14 @@ import json
 import subprocess
 import sys
 
+import importlib.util
+
 import pytest
 
 from fake_anthropic import ToolUse
 
-pytest.importorskip("llm_comply")
+if importlib.util.find_spec("llm_comply") is None:
+    pytest.fail("llm-comply is missing: `pip install -e '.[test]'` (scripts/test installs the test extras).", False)
 
 # An o-series name: llm-comply skips its reasoning checks for other models.
 MODEL = "o3"
