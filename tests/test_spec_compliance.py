@@ -3,11 +3,10 @@ the model: its echo answers every check that asks for text, a queued tool call t
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
-
-import importlib.util
 
 import pytest
 
