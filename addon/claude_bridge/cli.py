@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
@@ -246,4 +248,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         mitmproxy_main.run(dump, cmdline.mitmdump, mitmproxy_argv, _command_line_wins(started))
     bridge = started[0].addons.get("claudebridge") if started else None
     if bridge is not None and bridge.failure:
-        sys.exit(1)
+        # Without the interpreter's teardown: mitmproxy_rs can crash (SIGSEGV) tearing down the redirector that
+        # failed under it, and the exit status must say the bridge failed, not that it crashed.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
