@@ -40,10 +40,12 @@ def openclaw_config(tmp_path, bridge, request):
 def run_openclaw(config, workdir, prompt: str) -> subprocess.CompletedProcess[str]:
     refused = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     env = {k: v for k, v in os.environ.items() if not k.upper().endswith("_PROXY") and not k.startswith("OPENAI")}
-    home = workdir.parent / "home"
+    # A temporary home and temp dir (its run state); it still logs to /tmp/openclaw and locks in /tmp/openclaw-*.
+    home, tmp = workdir.parent / "home", workdir.parent / "tmp"
     home.mkdir(exist_ok=True)
-    env |= {"HOME": str(home), "OPENCLAW_HOME": str(home), "HTTPS_PROXY": refused, "HTTP_PROXY": refused,
-            "ALL_PROXY": refused, "NO_PROXY": "127.0.0.1,localhost"}  # fmt: skip
+    tmp.mkdir(exist_ok=True)
+    env |= {"HOME": str(home), "OPENCLAW_HOME": str(home), "TMPDIR": str(tmp), "HTTPS_PROXY": refused,
+            "HTTP_PROXY": refused, "ALL_PROXY": refused, "NO_PROXY": "127.0.0.1,localhost"}  # fmt: skip
     argv = [str(NODE), str(OPENCLAW), "agent", "exec", "--config", str(config), "--cwd", str(workdir),
             "--json", "--timeout", "60", prompt]  # fmt: skip
     return subprocess.run(
