@@ -408,14 +408,12 @@ class ClaudeBridge:
         if flow.response or flow.error or not flow.live or flow.id in self._flows or not self._admit(flow):
             return
         if len(flow.request.raw_content or b"") > ctx.options.bridge_max_body:  # sent chunked, without a length
-            error = too_large(ctx.options.bridge_max_body)
-            _respond(flow, error.status, error.response().model_dump())
+            _refuse(flow, too_large(ctx.options.bridge_max_body))
             return
         try:
             self._route(flow)
         except OpenAIError as e:
-            _respond(flow, e.status, e.response().model_dump(), e.headers)
-            flow.comment = f"claude-bridge: refused with {e.status}: {e.error.message}"
+            _refuse(flow, e)
         except Exception:
             # Fail closed: a flow left alone here would go to the real API with the app's key.
             logger.exception("claude-bridge failed on %s %s", flow.request.method, flow.request.path.split("?")[0])
@@ -430,20 +428,23 @@ class ClaudeBridge:
         claim = destination.claim(flow, ctx.options.bridge_hosts)
         if claim is Claim.NOT_OURS:
             return False
-        turned = admission.check(flow, claim)
-        if turned is None:
+        answer = admission.check(flow, claim)
+        if answer is None:
             return True
         redact.credentials(flow.request.headers)
-        flow.comment = turned.comment
-        if turned.refusal is None or flow.request.raw_content is not None:  # a preflight, or the body is in
-            flow.response = turned.response
+        if isinstance(answer, http.Response):
+            flow.response = answer
+            flow.comment = f"claude-bridge: preflight of {flow.request.headers.get('origin')} allowed"
+        elif flow.request.raw_content is None:
+            self._refuse_before_the_body(flow, answer)
         else:
-            self._refuse_before_the_body(flow, turned.refusal)
+            _refuse(flow, answer)
         return False
 
     def _refuse_before_the_body(self, flow: http.HTTPFlow, refusal: OpenAIError) -> None:
         """An answer set here would wait for the whole body (after a "100 Continue" asking for it); the backend
         sends it at once instead, while whatever body the client still sends is streamed away unread."""
+        flow.comment = _refusal_comment(refusal)
         flow.request.headers.pop("expect", None)
         flow.request.stream = _discard_body
         path = self.backend.park(backend.Refusal(refusal))
@@ -457,8 +458,7 @@ class ClaudeBridge:
         if ctx.options.bridge_other_endpoints == "passthrough":
             return
         address = data.server.address
-        names = destination.connection_names(data.client) | ({destination.normalise(address[0])} if address else set())
-        refused = names & {destination.normalise(host) for host in ctx.options.bridge_hosts}
+        refused = destination.bridged_names_of_connection(data.client, address, ctx.options.bridge_hosts)
         if refused and not self.backend.serves(address):  # diverted flows keep the client's SNI
             data.server.error = f"claude-bridge: no connection to {', '.join(sorted(refused))} leaves this machine"
             logger.warning("Refused a connection to %s (a bridged host) that no request hook answered.", address)
@@ -782,6 +782,15 @@ def _allow(method: str, allowed: str) -> None:
             code="method_not_allowed",
             headers={"Allow": allowed},
         )
+
+
+def _refuse(flow: http.HTTPFlow, error: OpenAIError) -> None:
+    _respond(flow, error.status, error.response().model_dump(), error.headers)
+    flow.comment = _refusal_comment(error)
+
+
+def _refusal_comment(error: OpenAIError) -> str:
+    return f"claude-bridge: refused with {error.status}: {error.error.message}"
 
 
 def _respond(flow: http.HTTPFlow, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:

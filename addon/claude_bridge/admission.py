@@ -7,8 +7,6 @@ endpoints. Each refusal is an OpenAI error; the flow is then answered in place a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from mitmproxy import ctx, http
 from mitmproxy.net.http import url
 from mitmproxy.proxy import mode_specs
@@ -24,20 +22,11 @@ ANSWERED_UNLESS_PASSED_THROUGH = ("/v1/completions", "/v1/moderations")
 CLIENT_HOST = "claude-bridge-client-host"
 
 
-@dataclass(frozen=True)
-class Turned:
-    """A request answered here instead of being routed: a refusal, or an allowed page's preflight."""
-
-    response: http.Response
-    comment: str
-    refusal: OpenAIError | None = None
-
-
 def remember_client_host(flow: http.HTTPFlow, rewrite: bool) -> None:
     """Keep the Host a reverse-mode client sent; with `rewrite`, then set the target's, as mitmproxy would have.
 
-    mitmproxy rewrites it before any addon looks, unless keep_host_header is on: the bridge turns that on (in
-    `running`) to see it, and rewrites it itself, unless the user had chosen to keep it.
+    mitmproxy rewrites it before any addon looks, unless keep_host_header is on: the bridge turns that on (at its
+    first configure) to see it, and rewrites it itself, unless the user had chosen to keep it.
     """
     mode = flow.client_conn.proxy_mode
     if isinstance(mode, mode_specs.ReverseMode) and CLIENT_HOST not in flow.metadata:
@@ -47,18 +36,13 @@ def remember_client_host(flow: http.HTTPFlow, rewrite: bool) -> None:
             flow.request.host_header = url.hostport(scheme, *mode.address)
 
 
-def check(flow: http.HTTPFlow, claim: Claim) -> Turned | None:
+def check(flow: http.HTTPFlow, claim: Claim) -> OpenAIError | http.Response | None:
+    """A refusal, an allowed page's preflight answer, or None for a request the bridge goes on to route."""
     refusal = _refusal_of_caller(flow, claim)
     origin = flow.request.headers.get("origin")
     if refusal is None and origin is not None and origins.is_preflight(flow.request):
-        return Turned(origins.preflight(flow.request, origin), f"claude-bridge: preflight of {origin} allowed")
-    refusal = refusal or _refusal_of_request(flow)
-    if refusal is None:
-        return None
-    response = http.Response.make(
-        refusal.status, refusal.response().model_dump_json().encode(), {"Content-Type": "application/json"}
-    )
-    return Turned(response, f"claude-bridge: refused with {refusal.status}: {refusal.error.message}", refusal)
+        return origins.preflight(flow.request, origin)
+    return refusal or _refusal_of_request(flow)
 
 
 def _refusal_of_caller(flow: http.HTTPFlow, claim: Claim) -> OpenAIError | None:

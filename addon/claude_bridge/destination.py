@@ -79,6 +79,14 @@ def misdirected(flow: http.HTTPFlow, bridged_hosts: Iterable[str]) -> OpenAIErro
     )
 
 
+def bridged_names_of_connection(
+    client: connection.Client, address: tuple[str, int] | None, bridged_hosts: Iterable[str]
+) -> set[str]:
+    """The bridged names a server connection is for: its address, the client's SNI, or reverse mode's target."""
+    names = connection_names(client) | ({normalise(address[0])} if address else set())
+    return names & {normalise(host) for host in bridged_hosts}
+
+
 def _authority_host(authority: str) -> str:
     try:
         host, _ = url.parse_authority(authority, check=True)
