@@ -65,7 +65,7 @@ class ClaudeRun:
             answers = [
                 mcp.call_result(c.request_id, c.rpc_id, results[c.tool_use_id]) for c in self._live.held.values()
             ]
-            await process.write(b"".join(json.dumps(answer).encode() + b"\n" for answer in answers))
+            await process.write(_lines(answers))
         elif session.tool_results(self.invocation.prompt) is not None:
             raise ContinuationRefused  # results for calls this process never held
         else:
@@ -114,7 +114,7 @@ class ClaudeRun:
                 self.held[tool_use_id] = HeldCall(control.request_id, message.get("id"), tool_use_id)
                 return
         response = mcp.control_response(control.request_id, self.invocation.tools, control.request)
-        await self.claude.process.write(json.dumps(response).encode() + b"\n")
+        await self.claude.process.write(_lines([response]))
 
 
 def _first_input(invocation: ClaudeInvocation) -> bytes:
@@ -127,12 +127,17 @@ def _first_input(invocation: ClaudeInvocation) -> bytes:
         lines.append({"type": "control_request", "request_id": SCHEMA_REQUEST_ID, "request": initialize})
     if invocation.replay:
         lines.append(_message_line(invocation.replay))
-    return b"".join(json.dumps(line).encode() + b"\n" for line in lines) + _user_line(invocation.prompt)
+    return _lines(lines) + _user_line(invocation.prompt)
 
 
 def _user_line(prompt: list[Any]) -> bytes:
-    # ASCII-only JSON carries any string, lone surrogates included, as escapes the CLI reads back.
-    return json.dumps(_message_line(HistoryMessage("user", prompt))).encode() + b"\n"
+    return _lines([_message_line(HistoryMessage("user", prompt))])
+
+
+def _lines(objects: list[dict[str, Any]]) -> bytes:
+    """Stream-json lines for the CLI's stdin. ASCII-only JSON carries any string, lone surrogates included, as
+    escapes the CLI reads back."""
+    return b"".join(json.dumps(obj).encode() + b"\n" for obj in objects)
 
 
 def _message_line(message: HistoryMessage) -> dict[str, Any]:

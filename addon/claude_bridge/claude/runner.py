@@ -39,26 +39,27 @@ class Limits:
 
 class ClaudeRunner:
     def __init__(self, settings: ClaudeSettings | None = None, limits: Limits | None = None) -> None:
-        settings, limits = settings or ClaudeSettings(), limits or Limits()
-        self.settings = settings
-        self.limits = limits
+        limits = limits or Limits()
         self.limiter = RunLimiter(limits.max_runs, limits.max_queued)
-        self.pool = ClaudePool(settings, limits.pool_size, limits.pool_shapes, limits.pool_idle, self._has_room)
-        self.sessions = LiveSessions(limits.live_sessions, limits.live_idle, self._discard_later)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._start_under(settings or ClaudeSettings(), limits)
 
     def configure(self, settings: ClaudeSettings, limits: Limits) -> None:
         """New settings for the runs to come: warm processes and live sessions started under the old ones go
         (runs in flight finish as they are); the run limit changes in place, so its count stays true."""
         old_pool, old_sessions = self.pool, self.sessions.close()
-        self.settings, self.limits = settings, limits
         self.limiter.max_runs, self.limiter.max_queued = limits.max_runs, limits.max_queued
-        self.pool = ClaudePool(settings, limits.pool_size, limits.pool_shapes, limits.pool_idle, self._has_room)
-        self.sessions = LiveSessions(limits.live_sessions, limits.live_idle, self._discard_later)
+        self._start_under(settings, limits)
         if old_pool.warm or old_pool.starting:
             self._background(old_pool.close())
         for claude in old_sessions:
             self._discard_later(claude)
+
+    def _start_under(self, settings: ClaudeSettings, limits: Limits) -> None:
+        """An empty pool and no live sessions, for runs under these settings and limits."""
+        self.settings, self.limits = settings, limits
+        self.pool = ClaudePool(settings, limits.pool_size, limits.pool_shapes, limits.pool_idle, self._has_room)
+        self.sessions = LiveSessions(limits.live_sessions, limits.live_idle, self._discard_later)
 
     @property
     def processes(self) -> int:
