@@ -11,7 +11,7 @@ from typing import Any
 
 from mitmproxy import http
 
-from .translate.turn import TurnReport, prompt_tokens
+from .translate.turn import TurnReport, prompt_tokens, tokens_text
 
 
 @dataclass(frozen=True)
@@ -101,10 +101,8 @@ class RequestLine:
         if self.duration_ms is not None:
             details.append(f"{self.duration_ms} ms")
         if self.tokens_in is not None:
-            details.append(
-                f"tokens in {self.tokens_in} (cache read {self.tokens_cached}, written {self.tokens_cache_written}) "
-                f"out {self.tokens_out}"
-            )
+            read, written, out = self.tokens_cached or 0, self.tokens_cache_written or 0, self.tokens_out or 0
+            details.append(tokens_text(self.tokens_in, read, written, out))
         if self.cost_usd is not None:
             details.append(f"${self.cost_usd:.4f}")
         details.append(f"runs {self.runs}, queued {self.queued}, warm {self.warm}, live {self.live}")

@@ -98,11 +98,14 @@ def prompt_tokens(usage: Usage) -> int:
 
 
 def tokens(usage: Usage) -> str:
-    """Input with what was read from and written to Anthropic's prompt cache: what the turn was billed for."""
-    return (
-        f"tokens in {prompt_tokens(usage)} (cache read {usage.cache_read_input_tokens}, "
-        f"written {usage.cache_creation_input_tokens}) out {usage.output_tokens}"
+    return tokens_text(
+        prompt_tokens(usage), usage.cache_read_input_tokens, usage.cache_creation_input_tokens, usage.output_tokens
     )
+
+
+def tokens_text(prompt: int, cache_read: int, cache_written: int, output: int) -> str:
+    """Input with what was read from and written to Anthropic's prompt cache: what the turn was billed for."""
+    return f"tokens in {prompt} (cache read {cache_read}, written {cache_written}) out {output}"
 
 
 async def turn(
