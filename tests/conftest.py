@@ -221,6 +221,14 @@ class Bridge:
                 self.process.wait()
 
 
+def wait_for(condition: Callable[[], object], what: str = "", seconds: float = 20.0, interval: float = 0.05) -> None:
+    """Poll until `condition()` is truthy; fail, saying `what` was awaited, after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"waited {seconds} s for {what or 'the condition'}"
+        time.sleep(interval)
+
+
 def alive(pid: int) -> bool:
     """Running or sleeping; a zombie left to an init that does not reap is dead for our purpose."""
     try:

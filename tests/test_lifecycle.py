@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
 import socket
@@ -11,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import openai
 import pytest
 
+import conftest
 from conftest import alive
 
 
@@ -32,11 +34,7 @@ def read_until(sock: socket.socket, marker: bytes) -> bytes:
     return received
 
 
-def wait_for(condition, seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.005)
+wait_for = functools.partial(conftest.wait_for, seconds=10.0, interval=0.005)
 
 
 @pytest.fixture(scope="module")

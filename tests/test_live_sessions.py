@@ -7,15 +7,16 @@ line ("by a new CLI", "by the live session").
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import signal
 import threading
-import time
 
 import openai
 import pytest
 
+import conftest
 from conftest import alive
 from fake_anthropic import Reply, ToolUse, conversation
 
@@ -26,6 +27,9 @@ WEATHER = {
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
     },
 }
+
+
+wait_for = functools.partial(conftest.wait_for, seconds=15.0)
 
 
 @pytest.fixture(scope="module")
@@ -60,13 +64,6 @@ def served(bridge, count: int) -> list[str]:
     lines = found(bridge.log_once(lambda log: len(found(log)) >= count, since=getattr(bridge, "log_from", 0)))
     assert len(lines) == count, lines
     return lines
-
-
-def wait_for(condition, what: str, seconds: float = 15.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"waited {seconds} s for {what}"
-        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])

@@ -7,7 +7,6 @@ import gc
 import json
 import signal
 import threading
-import time
 import urllib.request
 import weakref
 
@@ -16,7 +15,7 @@ import pytest
 
 from claude_bridge.claude.invocation import ClaudeInvocation, ClaudeSettings
 from claude_bridge.claude.pool import ClaudePool
-from conftest import alive
+from conftest import alive, wait_for
 from fake_anthropic import Gate, Reply, Stall, system_text
 
 HI = [{"role": "user", "content": "hi"}]
@@ -25,13 +24,6 @@ HI = [{"role": "user", "content": "hi"}]
 def health(bridge) -> dict:
     with urllib.request.urlopen(bridge.url + "/health", timeout=5) as response:
         return json.loads(response.read())
-
-
-def wait_for(condition, seconds: float = 20.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.05)
 
 
 @pytest.fixture
