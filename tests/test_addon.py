@@ -94,7 +94,7 @@ async def test_a_flow_that_is_not_live_is_left_alone(bridge):
     bridge.request(flow)
     assert flow.response is None
     assert flow.request.host == "api.openai.com"
-    assert bridge.backend._jobs == {}
+    assert bridge.diversions.backend._jobs == {}
 
 
 @pytest.mark.parametrize(
@@ -116,11 +116,11 @@ async def test_no_connection_to_a_bridged_host_opens_unless_passthrough_was_chos
     client.sni = sni
     server = tflow.tserver_conn()
     server.address = address
-    bridge.server_connect(ServerConnectionHookData(server, client))
+    bridge.upstream.server_connect(ServerConnectionHookData(server, client))
     assert (server.error is not None) == refused
     diverted = tflow.tserver_conn()
-    diverted.address = ("127.0.0.1", bridge.backend.port)
-    bridge.server_connect(ServerConnectionHookData(diverted, client))
+    diverted.address = ("127.0.0.1", bridge.diversions.backend.port)
+    bridge.upstream.server_connect(ServerConnectionHookData(diverted, client))
     assert diverted.error is None
 
 
@@ -144,7 +144,7 @@ async def test_chat_is_diverted_to_the_backend_and_restored_for_inspection(bridg
     )
     bridge.request(flow)
     assert flow.response is None
-    assert (flow.request.scheme, flow.request.host, flow.request.port) == ("http", "127.0.0.1", bridge.backend.port)
+    assert (flow.request.scheme, flow.request.host, flow.request.port) == ("http", "127.0.0.1", bridge.diversions.backend.port)
     assert flow.request.path.startswith("/claude-bridge/jobs/")
     assert len(flow.request.path) > len("/claude-bridge/jobs/") + 40, "job ids are unguessable"
     flow.response = tutils.tresp()
@@ -165,7 +165,7 @@ async def test_a_refusal_from_the_headers_is_left_to_the_backend_and_the_body_to
     assert flow.response is None, "an answer set here would be sent only after the whole body"
     assert "expect" not in flow.request.headers, "no 100 Continue asks for the body"
     assert list(flow.request.stream(b"body")) == []
-    assert isinstance(bridge.backend._jobs[flow.request.path.removeprefix("/claude-bridge/jobs/")], backend.Refusal)
+    assert isinstance(bridge.diversions.backend._jobs[flow.request.path.removeprefix("/claude-bridge/jobs/")], backend.Refusal)
     bridge.request(flow)  # at the end of the body, if the client sends it anyway
     assert flow.response is None
     flow.response = tutils.tresp(status_code=413)
@@ -184,7 +184,7 @@ async def test_a_flow_that_fails_before_the_backend_forgets_its_job(bridge):
     flow.error = tflow.terr()
     bridge.error(flow)
     assert flow.request.url == "https://api.openai.com/v1/chat/completions"
-    assert job_path.removeprefix("/claude-bridge/jobs/") not in bridge.backend._jobs
+    assert job_path.removeprefix("/claude-bridge/jobs/") not in bridge.diversions.backend._jobs
 
 
 async def test_a_bridged_request_whose_body_could_not_be_read_says_so_in_mitmweb(bridge):

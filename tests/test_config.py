@@ -6,15 +6,12 @@ import re
 import subprocess
 import sys
 
-from claude_bridge.addon import ClaudeBridge
-from claude_bridge.cli import _OptionList
+from claude_bridge.options import OPTIONS
 from conftest import ROOT
 
 
 def bridge_options() -> list[str]:
-    declared = _OptionList()
-    ClaudeBridge().load(declared)
-    return [entry.split()[0] for entry in declared.entries]
+    return [option.name for option in OPTIONS]
 
 
 def test_config_yaml_in_the_confdir_sets_options_and_the_command_line_wins(start_bridge, fake, tmp_path):

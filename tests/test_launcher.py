@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from claude_bridge import cli, interception
+from claude_bridge import interception, launch
 
 
 @pytest.mark.parametrize(
@@ -24,7 +24,7 @@ from claude_bridge import cli, interception
     ],
 )
 def test_mode_specs(modes, port, specs):
-    assert cli.mode_specs_for(modes, port) == specs
+    assert launch.mode_specs_for(modes, port) == specs
 
 
 @pytest.mark.parametrize(
@@ -32,7 +32,7 @@ def test_mode_specs(modes, port, specs):
 )
 def test_bad_modes_are_refused_with_a_reason(modes, port, message):
     with pytest.raises(ValueError, match=message):
-        cli.mode_specs_for(modes, port)
+        launch.mode_specs_for(modes, port)
 
 
 def test_local_capture_without_root_on_linux_is_refused_up_front(monkeypatch):
@@ -53,8 +53,8 @@ def test_local_capture_without_root_on_linux_is_refused_up_front(monkeypatch):
     ],
 )
 def test_set_confdir_is_the_confdir_flag_by_another_name_and_the_last_one_given_wins(flags, confdir):
-    args = cli.parser().parse_args(flags)
-    argv = cli.mitmproxy_args(args, ["regular"])
+    args = launch.parser().parse_args(flags)
+    argv = launch.mitmproxy_args(args, ["regular"])
     assert [value for value in argv if value.startswith("confdir=")] == [f"confdir={confdir}"]
     assert [value for value in argv if value.startswith("bridge_")] == [f for f in flags if f.startswith("bridge_")]
 
@@ -75,7 +75,7 @@ def test_launcher_exits_with_the_problem(tmp_path):
 def test_ca_says_where_the_ca_is_and_how_to_trust_it():
     result = subprocess.run([sys.executable, "-m", "claude_bridge", "ca"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
-    assert f"{cli.DEFAULT_CONFDIR / 'mitmproxy-ca-cert.pem'}" in result.stdout
+    assert f"{launch.DEFAULT_CONFDIR / 'mitmproxy-ca-cert.pem'}" in result.stdout
     assert "trust-ca" in result.stdout and "NODE_EXTRA_CA_CERTS" in result.stdout and "SSL_CERT_FILE" in result.stdout
 
 

@@ -41,8 +41,8 @@ from mitmproxy import certs, exceptions, options, optmanager
 from mitmproxy import version as mitmproxy_version
 from mitmproxy.proxy import mode_specs
 
-from . import access, cli, interception
-from .addon import ClaudeBridge
+from . import access, interception, launch
+from . import options as bridge_options
 from .claude.invocation import ClaudeInvocation, ClaudeSettings, child_env
 from .claude.runner import ClaudeRunner, Limits
 from .openai.errors import OpenAIError
@@ -110,19 +110,16 @@ class Setup:
 
 
 def parse(argv: Sequence[str]) -> Setup:
-    p = cli.parser()
+    p = launch.parser()
     p.prog = "claude-bridge doctor"
     p.description = "Check the set-up `claude-bridge` with these flags would run with; exit 1 if a check fails."
     p.epilog = None
     p.add_argument("--probe", action="store_true", help="send one real one-token request (spends a little quota)")
-    args = p.parse_args(argv)
-    try:
-        specs = cli.mode_specs_for(args.mode or ["reverse"], args.port)
-    except ValueError as e:
-        p.error(str(e))
+    flags = launch.parse(argv, p)
+    args, specs = flags.args, flags.specs
     opts = options.Options()
-    ClaudeBridge().load(opts)
-    mitmproxy_argv = cli.mitmproxy_args(args, specs)
+    bridge_options.load(opts)
+    mitmproxy_argv = flags.mitmproxy_argv
     pairs = zip(mitmproxy_argv[::2], mitmproxy_argv[1::2], strict=True)
     settings_given = [value for flag, value in pairs if flag == "--set"]  # the launcher's own first
     config_error = None

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import cli, interception
+from . import interception, launch
 
 NAME = "claude-bridge"
 LABEL = "dev.claude-bridge"
@@ -54,13 +54,10 @@ class Command:
 
 def bridge_command(flags: Sequence[str], platform: str) -> Command:
     """The bridge as it would run now with `flags`, pinned so that the boot-time PATH and directory don't matter."""
-    parser = cli.parser()
+    parser = launch.parser()
     parser.prog = "claude-bridge service install"
-    args = parser.parse_args(flags)
-    try:
-        specs = cli.mode_specs_for(args.mode or ["reverse"], args.port)
-    except ValueError as e:
-        parser.error(str(e))
+    parsed = launch.parse(flags, parser)
+    args, specs = parsed.args, parsed.specs
     if problems := interception.mode_problems(specs):
         raise ServiceError("the bridge could not start with these options:\n" + "\n".join(f"  - {p}" for p in problems))
     for setting in args.setoptions:

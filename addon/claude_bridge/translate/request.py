@@ -58,7 +58,24 @@ EFFORTS = {"none": "low", "minimal": "low", "low": "low", "medium": "medium", "h
 
 
 def chat_job(
-    request: ChatCompletionCreateParams, models: ModelMap, history_mode: HistoryMode, reasoning_content: bool = False
+    request: ChatCompletionCreateParams,
+    models: ModelMap,
+    history_mode: HistoryMode,
+    reasoning_content: bool = False,
+    messages_param: str = "messages",
+) -> ChatJob:
+    """`messages_param`: the client's name for the messages when they were translated from another endpoint's
+    (`input`, `prompt`), which its errors then name: their index would count the translated messages."""
+    try:
+        return _chat_job(request, models, history_mode, reasoning_content)
+    except OpenAIError as e:
+        if messages_param != "messages" and (e.error.param or "").startswith("messages"):
+            e.error.param = messages_param
+        raise
+
+
+def _chat_job(
+    request: ChatCompletionCreateParams, models: ModelMap, history_mode: HistoryMode, reasoning_content: bool
 ) -> ChatJob:
     if request.n is not None and request.n > 1:
         raise OpenAIError(400, "claude-bridge returns one choice per request; `n` must be 1.", param="n")
