@@ -144,7 +144,11 @@ async def test_chat_is_diverted_to_the_backend_and_restored_for_inspection(bridg
     )
     bridge.request(flow)
     assert flow.response is None
-    assert (flow.request.scheme, flow.request.host, flow.request.port) == ("http", "127.0.0.1", bridge.diversions.backend.port)
+    assert (flow.request.scheme, flow.request.host, flow.request.port) == (
+        "http",
+        "127.0.0.1",
+        bridge.diversions.backend.port,
+    )
     assert flow.request.path.startswith("/claude-bridge/jobs/")
     assert len(flow.request.path) > len("/claude-bridge/jobs/") + 40, "job ids are unguessable"
     flow.response = tutils.tresp()
@@ -165,7 +169,9 @@ async def test_a_refusal_from_the_headers_is_left_to_the_backend_and_the_body_to
     assert flow.response is None, "an answer set here would be sent only after the whole body"
     assert "expect" not in flow.request.headers, "no 100 Continue asks for the body"
     assert list(flow.request.stream(b"body")) == []
-    assert isinstance(bridge.diversions.backend._jobs[flow.request.path.removeprefix("/claude-bridge/jobs/")], backend.Refusal)
+    assert isinstance(
+        bridge.diversions.backend._jobs[flow.request.path.removeprefix("/claude-bridge/jobs/")], backend.Refusal
+    )
     bridge.request(flow)  # at the end of the body, if the client sends it anyway
     assert flow.response is None
     flow.response = tutils.tresp(status_code=413)

@@ -10,7 +10,8 @@ from claude_bridge.claude import events
 from claude_bridge.claude.events import Usage
 from claude_bridge.claude.invocation import ClaudeInvocation, ToolSpec
 from claude_bridge.openai.errors import OpenAIError
-from claude_bridge.translate.turn import TurnEnd, TurnReport, TurnText, TurnToolArguments, TurnToolCall, _Reader
+from claude_bridge.report import TurnReport
+from claude_bridge.translate.turn import TurnEnd, TurnText, TurnToolArguments, TurnToolCall, _Reader
 from conftest import recorded_events
 
 

@@ -28,6 +28,7 @@ from .destination import Claim
 from .divert import BridgedFlow, Diversions
 from .jobs import Jobs
 from .openai.errors import OpenAIError
+from .report import Outcome
 from .requestlog import JsonFormatter, RequestLine
 from .routes import Endpoint
 from .translate.model_map import ModelMap
@@ -229,8 +230,8 @@ class ClaudeBridge:
         if bridged.report is not None:  # not a refusal, which keeps its comment
             if flow.response is not None:
                 flow.response.content = bytes(bridged.body)  # what reached the client before the break
-            if bridged.report.outcome == "running" and flow.error is not None:
-                bridged.report.outcome = f"cut short: {flow.error.msg}"
+            if bridged.report.outcome is Outcome.RUNNING and flow.error is not None:
+                bridged.report.end(Outcome.CUT_SHORT, flow.error.msg)
             flow.comment = bridged.report.summary()
         self._log_request(flow, bridged)
 

@@ -17,7 +17,7 @@ from mitmproxy import http
 
 from . import backend
 from .openai.errors import OpenAIError
-from .translate.turn import TurnReport
+from .report import TurnReport
 
 FLUSH_GRACE = 2.0
 

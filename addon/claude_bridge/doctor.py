@@ -46,7 +46,8 @@ from . import options as bridge_options
 from .claude.invocation import ClaudeInvocation, ClaudeSettings, child_env
 from .claude.runner import ClaudeRunner, Limits
 from .openai.errors import OpenAIError
-from .translate.turn import TurnReport, turn
+from .report import TurnReport
+from .translate.turn import turn
 
 Status = Literal["ok", "info", "warn", "fail", "skipped"]
 

@@ -20,12 +20,12 @@ from .openai import sse
 from .openai.chat import ChatCompletionCreateParams
 from .openai.completions import CompletionCreateParams
 from .openai.responses import Response, ResponseCreateParams
+from .report import TurnReport
 from .translate import legacy, responses
 from .translate.chat import completion, completion_chunks
 from .translate.model_map import ModelMap
 from .translate.request import ChatJob, HistoryMode, chat_job, parse_chat_request, parse_request
 from .translate.responses import ResponseStore
-from .translate.turn import TurnReport
 
 
 @dataclass(frozen=True)

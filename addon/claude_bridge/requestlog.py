@@ -11,7 +11,7 @@ from typing import Any
 
 from mitmproxy import http
 
-from .translate.turn import TurnReport, prompt_tokens, tokens_text
+from .report import TurnReport, prompt_tokens, tokens_text
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ class RequestLine:
             status,
             model,
             report.claude_model,
-            report.outcome,
+            report.outcome_text,
             ttft_ms=round((report.first_text - report.started) * 1000) if report.first_text else None,
             duration_ms=round((finished - report.started) * 1000),
             tokens_in=prompt_tokens(report.usage),

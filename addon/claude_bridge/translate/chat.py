@@ -27,9 +27,10 @@ from ..openai.chat import (
     Function,
     PromptTokensDetails,
 )
+from ..report import Outcome, TurnReport, prompt_tokens
 from .request import ChatJob
 from .stop import StopScanner
-from .turn import TurnEnd, TurnReasoning, TurnReport, TurnText, TurnToolArguments, TurnToolCall, prompt_tokens, turn
+from .turn import TurnEnd, TurnReasoning, TurnText, TurnToolArguments, TurnToolCall, turn
 
 _FINISH_REASONS: dict[str, FinishReason] = {
     "end_turn": "stop",
@@ -106,7 +107,7 @@ async def completion_chunks(
                     end = item
             if scanner.stopped:
                 end = TurnEnd("stop_sequence", report.usage)
-                report.outcome = "stopped at a stop sequence"
+                report.end(Outcome.STOPPED)
                 break
     if role:
         yield chunk(ChoiceDelta(content=""))
@@ -118,8 +119,7 @@ async def completion_chunks(
     if job.include_usage:
         usage = completion_usage(end.usage)
         yield ChatCompletionChunk(id=chunk_id, created=created, model=job.requested_model, choices=[], usage=usage)
-    if report.outcome == "running":
-        report.outcome = f"finished ({end.stop_reason or 'end_turn'})"
+    report.finish(end.stop_reason)
 
 
 def _function_call_delta(item: TurnToolCall | TurnToolArguments) -> ChoiceDeltaFunctionCall:

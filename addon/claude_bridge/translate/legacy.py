@@ -13,9 +13,9 @@ from ..openai.chat import ChatCompletionCreateParams
 from ..openai.completions import Completion, CompletionChoice, CompletionCreateParams
 from ..openai.errors import OpenAIError
 from ..openai.moderations import CATEGORIES, Moderation, ModerationCreateParams, ModerationCreateResponse
+from ..report import TurnReport
 from .chat import completion, completion_chunks
 from .request import ChatJob
-from .turn import TurnReport
 
 # OpenAI's default for this endpoint: without max_tokens, a completion is 16 tokens long.
 DEFAULT_MAX_TOKENS = 16

@@ -50,8 +50,9 @@ from ..openai.responses import (
     ResponseUsage,
     ToolChoiceFunction,
 )
+from ..report import TurnReport, prompt_tokens
 from .request import ChatJob
-from .turn import TurnEnd, TurnReport, TurnText, TurnToolArguments, TurnToolCall, prompt_tokens, turn
+from .turn import TurnEnd, TurnText, TurnToolArguments, TurnToolCall, turn
 
 Message = dict[str, Any]
 
@@ -335,7 +336,7 @@ async def response_events(
     else:
         response.completed_at = int(time.time())
     store(response)
-    report.outcome = f"finished ({end.stop_reason or 'end_turn'})"
+    report.finish(end.stop_reason)
     yield event(
         ResponseLifecycleEvent(type="response.incomplete" if incomplete else "response.completed", response=response)
     )

@@ -8,7 +8,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncGenerator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..claude import events, mcp
 from ..claude.errors import (
@@ -26,6 +26,7 @@ from ..claude.events import Usage
 from ..claude.invocation import ClaudeInvocation, ClaudeSettings, ContentBlock, HistoryMessage
 from ..claude.runner import ClaudeRunner
 from ..openai.errors import OpenAIError
+from ..report import Outcome, TurnReport
 from . import errors
 
 logger = logging.getLogger(__name__)
@@ -70,44 +71,6 @@ class TurnEnd:
 TurnItem = TurnText | TurnReasoning | TurnToolCall | TurnToolArguments | TurnEnd
 
 
-@dataclass
-class TurnReport:
-    """What happened, for the log line and the mitmweb comment."""
-
-    claude_model: str | None = None
-    served: str | None = None  # by a new CLI, a warm one, or the conversation's live session
-    usage: Usage = field(default_factory=Usage)
-    cost_usd: float = 0.0
-    started: float = field(default_factory=time.monotonic)
-    first_text: float | None = None
-    finished: float | None = None
-    outcome: str = "running"
-
-    def summary(self) -> str:
-        duration = ((self.finished or time.monotonic()) - self.started) * 1000
-        ttft = f", first token {(self.first_text - self.started) * 1000:.0f} ms" if self.first_text else ""
-        served = f" by {self.served}" if self.served else ""
-        return (
-            f"claude-bridge: {self.claude_model or 'claude'} {self.outcome}{served}; {tokens(self.usage)}; "
-            f"${self.cost_usd:.4f}; {duration:.0f} ms{ttft}"
-        )
-
-
-def prompt_tokens(usage: Usage) -> int:
-    return usage.input_tokens + usage.cache_creation_input_tokens + usage.cache_read_input_tokens
-
-
-def tokens(usage: Usage) -> str:
-    return tokens_text(
-        prompt_tokens(usage), usage.cache_read_input_tokens, usage.cache_creation_input_tokens, usage.output_tokens
-    )
-
-
-def tokens_text(prompt: int, cache_read: int, cache_written: int, output: int) -> str:
-    """Input with what was read from and written to Anthropic's prompt cache: what the turn was billed for."""
-    return f"tokens in {prompt} (cache read {cache_read}, written {cache_written}) out {output}"
-
-
 async def turn(
     invocation: ClaudeInvocation,
     runner: ClaudeRunner,
@@ -147,7 +110,7 @@ async def turn(
     except OpenAIError as e:
         raise _failed(report, e) from e.__cause__
     except asyncio.CancelledError as e:
-        report.outcome = f"cancelled: {e.args[0] if e.args else 'the client disconnected'}"
+        report.end(Outcome.CANCELLED, e.args[0] if e.args else "the client disconnected")
         raise
     finally:
         report.finished = time.monotonic()
@@ -171,7 +134,7 @@ def _cli_error(error: ClaudeError, settings: ClaudeSettings) -> OpenAIError:
 
 
 def _failed(report: TurnReport, error: OpenAIError) -> OpenAIError:
-    report.outcome = f"failed with {error.status}: {error.error.message}"
+    report.end(Outcome.FAILED, f"{error.status}: {error.error.message}")
     logger.warning("Claude run failed with %d: %s", error.status, error.error.message)
     return error
 
