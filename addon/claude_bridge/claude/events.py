@@ -22,7 +22,7 @@ class _Line(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
-class OutputTokensDetails(_Line):
+class OutputDetails(_Line):
     thinking_tokens: int = 0
 
 
@@ -32,9 +32,7 @@ class Usage(_Line):
     cache_creation_input_tokens: int = 0
     cache_read_input_tokens: int = 0
     # The CLI's synthetic error messages carry null here.
-    output_tokens_details: Annotated[OutputTokensDetails, BeforeValidator(lambda value: value or {})] = (
-        OutputTokensDetails()
-    )
+    output_tokens_details: Annotated[OutputDetails, BeforeValidator(lambda value: value or {})] = OutputDetails()
 
 
 class McpServerStatus(_Line):

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from typing import Any
 
 # Anthropic Messages API objects, as the CLI's stream-json input and transcripts carry them.
-ContentBlock = dict[str, Any]
+ContentBlockParam = dict[str, Any]
 
 
 @dataclass(frozen=True)
 class HistoryMessage:
     role: str  # "user" | "assistant"
-    content: list[ContentBlock]
+    content: list[ContentBlockParam]
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class ToolSpec:
 @dataclass(frozen=True)
 class ClaudeInvocation:
     model: str
-    prompt: list[ContentBlock]
+    prompt: list[ContentBlockParam]
     system_prompt: str | None = None
     history: tuple[HistoryMessage, ...] = ()
     # An assistant turn written on stdin before the prompt: the tool calls whose results the prompt carries

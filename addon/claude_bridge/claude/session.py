@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .invocation import ClaudeInvocation, ContentBlock, HistoryMessage
+from .invocation import ClaudeInvocation, ContentBlockParam, HistoryMessage
 from .process import ClaudeProcess
 from .spawn import StartedClaude
 
@@ -92,7 +92,7 @@ def _canonical(message: HistoryMessage) -> Any:
     return ["assistant", "".join(b.get("text", "") for b in message.content if b.get("type") == "text")]
 
 
-def tool_results(prompt: Sequence[ContentBlock]) -> dict[str, ContentBlock] | None:
+def tool_results(prompt: Sequence[ContentBlockParam]) -> dict[str, ContentBlockParam] | None:
     """The tool results that make up a new turn, by call id; None when the turn holds anything else."""
     if not prompt or any(block.get("type") != "tool_result" for block in prompt):
         return None

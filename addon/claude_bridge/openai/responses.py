@@ -122,7 +122,7 @@ class ToolChoiceFunction(RequestModel):
     name: str
 
 
-class ResponseFormatJSONSchema(RequestModel):
+class ResponseFormatTextJSONSchemaConfigParam(RequestModel):
     type: Literal["json_schema"]
     name: str = "response"
     schema_: dict[str, Any] | None = Field(default=None, alias="schema")
@@ -131,7 +131,10 @@ class ResponseFormatJSONSchema(RequestModel):
 
 class ResponseTextConfigParam(RequestModel):
     format: (
-        Annotated[ResponseFormatText | ResponseFormatJSONObject | ResponseFormatJSONSchema, Field(discriminator="type")]
+        Annotated[
+            ResponseFormatText | ResponseFormatJSONObject | ResponseFormatTextJSONSchemaConfigParam,
+            Field(discriminator="type"),
+        ]
         | None
     ) = None
 

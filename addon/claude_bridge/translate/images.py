@@ -5,7 +5,7 @@ from __future__ import annotations
 import binascii
 import re
 
-from ..claude.invocation import ContentBlock
+from ..claude.invocation import ContentBlockParam
 from ..openai.chat import ChatCompletionContentPartImage
 from ..openai.errors import OpenAIError
 
@@ -16,7 +16,7 @@ MAX_IMAGE_BYTES = 5 * 1024 * 1024
 _DATA_URL = re.compile(r"data:(?P<media_type>[\w/+.-]+)(?:;[\w=-]+)*;base64,(?P<data>.*)", re.DOTALL)
 
 
-def image_block(part: ChatCompletionContentPartImage, param: str) -> ContentBlock:
+def image_block(part: ChatCompletionContentPartImage, param: str) -> ContentBlockParam:
     url = part.image_url.url.strip()
     if url.startswith(("http://", "https://")):
         return {"type": "image", "source": {"type": "url", "url": url}}

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ValidationError
 
 from ..claude import mcp
-from ..claude.invocation import ClaudeInvocation, ContentBlock, HistoryMessage, ToolSpec
+from ..claude.invocation import ClaudeInvocation, ContentBlockParam, HistoryMessage, ToolSpec
 from ..openai.chat import (
     ChatCompletionAssistantMessageParam,
     ChatCompletionContentPartImage,
@@ -162,7 +162,7 @@ def _conversation(request: ChatCompletionCreateParams) -> list[HistoryMessage]:
 
 def _tool_uses(
     message: ChatCompletionAssistantMessageParam, index: int, legacy_calls: dict[str, str]
-) -> list[ContentBlock]:
+) -> list[ContentBlockParam]:
     calls = [
         (call.id, call.function, f"messages[{index}].tool_calls[{n}]")
         for n, call in enumerate(message.tool_calls or ())
@@ -197,8 +197,8 @@ def _arguments(arguments: str, param: str) -> dict[str, Any]:
     return value
 
 
-def _tool_result(call_id: str, content: list[ContentBlock]) -> ContentBlock:
-    block: ContentBlock = {"type": "tool_result", "tool_use_id": call_id}
+def _tool_result(call_id: str, content: list[ContentBlockParam]) -> ContentBlockParam:
+    block: ContentBlockParam = {"type": "tool_result", "tool_use_id": call_id}
     if content:
         block["content"] = content
     return block
@@ -255,7 +255,7 @@ def _json_schema(request: ChatCompletionCreateParams) -> dict[str, Any] | None:
     return None
 
 
-def _blocks(content: MessageContent | None, index: int) -> list[ContentBlock]:
+def _blocks(content: MessageContent | None, index: int) -> list[ContentBlockParam]:
     """Content as Anthropic blocks, one per OpenAI part; blank text parts are dropped (the API refuses them)."""
     if content is None:
         return []
@@ -286,12 +286,12 @@ def _text(content: MessageContent, index: int) -> str:
     return "\n".join(block["text"] for block in blocks)
 
 
-def _flatten(history: list[HistoryMessage], prompt: HistoryMessage) -> list[ContentBlock]:
+def _flatten(history: list[HistoryMessage], prompt: HistoryMessage) -> list[ContentBlockParam]:
     """The fallback when `--resume` is off: earlier turns as labelled text ahead of the new message.
 
     Images of earlier turns follow the transcript, each named where it stood (`[image 1]`).
     """
-    images: list[ContentBlock] = []
+    images: list[ContentBlockParam] = []
     turns = []
     for message in history:
         parts = []

@@ -27,8 +27,8 @@ from ..openai.responses import (
     ResponseContentPartEvent,
     ResponseCreateParams,
     ResponseError,
-    ResponseFormatJSONSchema,
     ResponseFormatTextJSONSchemaConfig,
+    ResponseFormatTextJSONSchemaConfigParam,
     ResponseFunctionCallArgumentsDeltaEvent,
     ResponseFunctionCallArgumentsDoneEvent,
     ResponseFunctionCallOutput,
@@ -54,7 +54,7 @@ from ..report import TurnReport, prompt_tokens
 from .request import ChatJob
 from .turn import TurnEnd, TurnText, TurnToolArguments, TurnToolCall, turn
 
-Message = dict[str, Any]
+ChatMessageParam = dict[str, Any]
 
 
 class ResponseStore:
@@ -63,10 +63,10 @@ class ResponseStore:
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._entries: collections.OrderedDict[str, tuple[Response, list[Message]]] = collections.OrderedDict()
+        self._entries: collections.OrderedDict[str, tuple[Response, list[ChatMessageParam]]] = collections.OrderedDict()
         self._items: dict[str, ResponseOutputItem] = {}  # the kept responses' output items, by id
 
-    def put(self, response: Response, conversation: list[Message]) -> None:
+    def put(self, response: Response, conversation: list[ChatMessageParam]) -> None:
         self._entries[response.id] = (response, conversation)
         self._entries.move_to_end(response.id)
         self._items.update((item.id, item) for item in response.output)
@@ -91,10 +91,10 @@ class ResponseStore:
     def response(self, response_id: str) -> Response:
         return self._get(response_id, "response_id")[0]
 
-    def conversation(self, response_id: str) -> list[Message]:
+    def conversation(self, response_id: str) -> list[ChatMessageParam]:
         return self._get(response_id, "previous_response_id")[1]
 
-    def _get(self, response_id: str, param: str) -> tuple[Response, list[Message]]:
+    def _get(self, response_id: str, param: str) -> tuple[Response, list[ChatMessageParam]]:
         try:
             return self._entries[response_id]
         except KeyError:
@@ -108,8 +108,8 @@ class ResponseStore:
 
 
 def chat_request(
-    request: ResponseCreateParams, earlier: list[Message], item: Callable[[str], ResponseOutputItem]
-) -> tuple[ChatCompletionCreateParams, list[Message]]:
+    request: ResponseCreateParams, earlier: list[ChatMessageParam], item: Callable[[str], ResponseOutputItem]
+) -> tuple[ChatCompletionCreateParams, list[ChatMessageParam]]:
     """The equivalent chat request, and the conversation (without instructions) to store for follow-ups.
 
     `item` finds an earlier output item a client refers to by id."""
@@ -145,11 +145,11 @@ def chat_request(
         raise OpenAIError(400, f"Invalid input: {error['msg']}.", param="input") from None
 
 
-def _messages(request: ResponseCreateParams, stored: Callable[[str], ResponseOutputItem]) -> list[Message]:
+def _messages(request: ResponseCreateParams, stored: Callable[[str], ResponseOutputItem]) -> list[ChatMessageParam]:
     """Input items as chat messages; consecutive function calls join one assistant message."""
     if isinstance(request.input, str):
         return [{"role": "user", "content": request.input}]
-    messages: list[Message] = []
+    messages: list[ChatMessageParam] = []
     for given in request.input:
         item = _referred(stored(given.id)) if isinstance(given, ResponseItemReference) else given
         match item:
@@ -346,7 +346,7 @@ def _text_format(
     request: ResponseCreateParams,
 ) -> ResponseFormatText | ResponseFormatJSONObject | ResponseFormatTextJSONSchemaConfig:
     fmt = request.text.format if request.text else None
-    if isinstance(fmt, ResponseFormatJSONSchema):
+    if isinstance(fmt, ResponseFormatTextJSONSchemaConfigParam):
         return ResponseFormatTextJSONSchemaConfig(name=fmt.name, schema=fmt.schema_, strict=fmt.strict)
     return fmt or ResponseFormatText(type="text")
 
@@ -389,7 +389,7 @@ def response_usage(usage: Usage) -> ResponseUsage:
     )
 
 
-def output_messages(response: Response) -> list[Message]:
+def output_messages(response: Response) -> list[ChatMessageParam]:
     """The response's output as chat messages, to continue the conversation from it."""
     text = "".join(
         part.text for item in response.output if isinstance(item, ResponseOutputMessage) for part in item.content
@@ -399,7 +399,7 @@ def output_messages(response: Response) -> list[Message]:
         for item in response.output
         if isinstance(item, ResponseFunctionToolCall)
     ]
-    message: Message = {"role": "assistant", "content": text or None}
+    message: ChatMessageParam = {"role": "assistant", "content": text or None}
     if calls:
         message["tool_calls"] = calls
     return [message] if text or calls else []

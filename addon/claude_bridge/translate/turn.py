@@ -23,7 +23,7 @@ from ..claude.errors import (
     TotalTimeout,
 )
 from ..claude.events import Usage
-from ..claude.invocation import ClaudeInvocation, ClaudeSettings, ContentBlock, HistoryMessage
+from ..claude.invocation import ClaudeInvocation, ClaudeSettings, ContentBlockParam, HistoryMessage
 from ..claude.runner import ClaudeRunner
 from ..openai.errors import OpenAIError
 from ..report import Outcome, TurnReport
@@ -166,7 +166,7 @@ class _Reader:
         self._retry_after_ms: float | None = None
         # The answer as the client gets it, to recognise it when the client sends it back (a live session).
         self._text: list[str] = []
-        self._tool_uses: list[ContentBlock] = []
+        self._tool_uses: list[ContentBlockParam] = []
         self._arguments: dict[int, list[str]] = {}
         self._dropped = False  # the model called a tool the request did not offer
 
@@ -300,7 +300,7 @@ class _Reader:
         max_tokens, with calls of tools never offered, or arguments that are not a JSON object)."""
         if end.stop_reason not in ("end_turn", "tool_use") or self._dropped:
             return None
-        blocks: list[ContentBlock] = [{"type": "text", "text": "".join(self._text)}] if self._text else []
+        blocks: list[ContentBlockParam] = [{"type": "text", "text": "".join(self._text)}] if self._text else []
         for index, tool_use in enumerate(self._tool_uses):
             try:
                 arguments = json.loads("".join(self._arguments.get(index, ())) or "{}")
