@@ -100,7 +100,7 @@ class ClaudeBridge:
             redact.keep_private(flow_file)
         rundir.remove_stale()
         if redirector.captures_locally(ctx.options.mode):
-            self._redirector = redirector.Watch(self._capture_lost)
+            self._redirector = redirector.Watch(self._stop)
         await self.diversions.backend.start()
         await self._read_claude_version()
         self._running = True
@@ -109,13 +109,9 @@ class ClaudeBridge:
         if os.environ.get("ANTHROPIC_API_KEY") and not ctx.options.claude_allow_api_key:
             logger.info("ANTHROPIC_API_KEY is set but withheld from the CLI, which uses your subscription login.")
 
-    def _capture_lost(self, words: str) -> None:
-        self.failure = (
-            f"local capture failed: mitmproxy's redirector exited ({words}), so no app's traffic reaches the bridge; "
-            "the lines above say why (on hosts without a cgroup2 /sys/fs/cgroup its eBPF program cannot attach). "
-            "Stopping."
-        )
-        logger.error(self.failure)
+    def _stop(self, failure: str) -> None:
+        self.failure = failure
+        logger.error(failure)
         ctx.master.shutdown()
 
     async def done(self) -> None:
@@ -225,7 +221,8 @@ class ClaudeBridge:
     def error(self, flow: http.HTTPFlow) -> None:
         bridged = self.diversions.on_end(flow)
         if bridged is None:
-            self._unread(flow)
+            if _unread(flow):
+                self._log_request(flow, None)
             return
         if bridged.report is not None:  # not a refusal, which keeps its comment
             if flow.response is not None:
@@ -235,36 +232,30 @@ class ClaudeBridge:
             flow.comment = bridged.report.summary()
         self._log_request(flow, bridged)
 
-    def _unread(self, flow: http.HTTPFlow) -> None:
-        """A bridged request whose body mitmproxy could not read (broken chunked framing, a client gone mid-body).
-
-        No 400 is possible: mitmproxy 12's HTTP/1 layer closes the client connection before it calls this hook
-        (`Http1Server.read_body`), so the log and mitmweb are the only places left to say why there was no answer.
-        """
-        if flow.response or flow.error is None or flow.request.timestamp_end is not None:  # the body was read
-            return
-        if destination.claim(flow, ctx.options.bridge_hosts) is Claim.NOT_OURS:
-            return
-        closed = "its body could not be read, and mitmproxy closed without an answer"
-        flow.comment = f"claude-bridge: {closed}: {flow.error.msg}"
-        self._log_request(flow, None)
-
     def _log_request(self, flow: http.HTTPFlow, bridged: BridgedFlow | None) -> None:
-        runner = self.runner
-        line = RequestLine.of(
-            flow,
-            bridged.model if bridged else None,
-            bridged.report if bridged else None,
-            runs=runner.limiter.running,
-            queued=runner.limiter.queued,
-            warm=runner.pool.warm,
-            live=len(runner.sessions),
-        )
+        model, report = (bridged.model, bridged.report) if bridged else (None, None)
+        line = RequestLine.of(flow, model, report, self.runner.census)
         logger.info(line.text(), extra={"request": line})
 
     async def _read_claude_version(self) -> None:
         """For /health and the start-up log."""
         self.claude_version = await _claude_version(self.runner.settings.claude_bin)
+
+
+def _unread(flow: http.HTTPFlow) -> bool:
+    """Whether this is a bridged request whose body mitmproxy could not read (broken chunked framing, a client gone
+    mid-body), now labelled so.
+
+    No 400 is possible: mitmproxy 12's HTTP/1 layer closes the client connection before it calls the error hook
+    (`Http1Server.read_body`), so the log and mitmweb are the only places left to say why there was no answer.
+    """
+    if flow.response or flow.error is None or flow.request.timestamp_end is not None:  # the body was read
+        return False
+    if destination.claim(flow, ctx.options.bridge_hosts) is Claim.NOT_OURS:
+        return False
+    closed = "its body could not be read, and mitmproxy closed without an answer"
+    flow.comment = f"claude-bridge: {closed}: {flow.error.msg}"
+    return True
 
 
 def _run_settings(values: Any) -> tuple[ClaudeSettings, Limits]:

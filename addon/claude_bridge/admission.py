@@ -11,14 +11,11 @@ from mitmproxy import ctx, http
 from mitmproxy.net.http import url
 from mitmproxy.proxy import mode_specs
 
-from . import access, destination, origins
+from . import access, destination, origins, routes
 from .body import too_large
 from .destination import Claim
 from .openai.errors import OpenAIError
 
-# The endpoints whose JSON the bridge reads itself; other paths are refused or passed through as they are.
-ANSWERED_POSTS = ("/v1/chat/completions", "/v1/responses")
-ANSWERED_UNLESS_PASSED_THROUGH = ("/v1/completions", "/v1/moderations")
 CLIENT_HOST = "claude-bridge-client-host"
 
 
@@ -67,11 +64,8 @@ def _refusal_of_request(flow: http.HTTPFlow) -> OpenAIError | None:
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > ctx.options.bridge_max_body:
         return too_large(ctx.options.bridge_max_body)
-    path = request.path.split("?", 1)[0].rstrip("/")
     content_type = request.headers.get("content-type")
-    answered = ANSWERED_POSTS
-    if ctx.options.bridge_other_endpoints != "passthrough":
-        answered += ANSWERED_UNLESS_PASSED_THROUGH
-    if request.method == "POST" and path in answered and not origins.is_json(content_type):
+    passthrough = ctx.options.bridge_other_endpoints == "passthrough"
+    if routes.reads_json(request, passthrough) and not origins.is_json(content_type):
         return origins.not_json(content_type)
     return None

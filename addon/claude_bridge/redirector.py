@@ -65,8 +65,8 @@ def mount_type(path: str, mountinfo: Path) -> str | None:
 
 class Watch(logging.Handler):
     """Follows the redirector through mitmproxy_rs's log: its exit while the bridge runs is a failure (`on_failure`
-    gets its last words); at shutdown the bridge stops it and waits for mitmproxy_rs to have seen it go, since a
-    report arriving while Python shuts down crashes the process."""
+    gets what to tell the user, its last words included); at shutdown the bridge stops it and waits for mitmproxy_rs
+    to have seen it go, since a report arriving while Python shuts down crashes the process."""
 
     def __init__(self, on_failure: Callable[[str], None]) -> None:
         super().__init__(logging.ERROR)
@@ -86,7 +86,11 @@ class Watch(logging.Handler):
         self.exited.set()
         # A clean exit is a Ctrl-C that reached the redirector with the bridge: the bridge is stopping too.
         if not self.stopping and "exited successfully" not in message:
-            self.on_failure(message)
+            self.on_failure(
+                f"local capture failed: mitmproxy's redirector exited ({message}), so no app's traffic reaches the "
+                "bridge; the lines above say why (on hosts without a cgroup2 /sys/fs/cgroup its eBPF program cannot "
+                "attach). Stopping."
+            )
 
     async def stop(self) -> None:
         """Stop this process's redirector through its sudo (which passes SIGTERM on), and wait until it is gone."""

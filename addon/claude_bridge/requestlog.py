@@ -11,6 +11,7 @@ from typing import Any
 
 from mitmproxy import http
 
+from .claude.runner import Census
 from .report import TurnReport, prompt_tokens, tokens_text
 
 
@@ -36,17 +37,7 @@ class RequestLine:
     live: int = 0
 
     @classmethod
-    def of(
-        cls,
-        flow: http.HTTPFlow,
-        model: str | None,
-        report: TurnReport | None,
-        *,
-        runs: int,
-        queued: int,
-        warm: int,
-        live: int,
-    ) -> RequestLine:
+    def of(cls, flow: http.HTTPFlow, model: str | None, report: TurnReport | None, census: Census) -> RequestLine:
         """The request's line; `report` is None for requests answered without a run (health, models, refusals)."""
         request, response = flow.request, flow.response
         status = response.status_code if response else None
@@ -62,10 +53,7 @@ class RequestLine:
                 model,
                 outcome=outcome,
                 duration_ms=duration,
-                runs=runs,
-                queued=queued,
-                warm=warm,
-                live=live,
+                **census._asdict(),
             )
         finished = report.finished or time.monotonic()  # still winding down when the client left
         return cls(
@@ -83,10 +71,7 @@ class RequestLine:
             cost_usd=round(report.cost_usd, 6),
             served=report.served,
             tokens_cache_written=report.usage.cache_creation_input_tokens,
-            runs=runs,
-            queued=queued,
-            warm=warm,
-            live=live,
+            **census._asdict(),
         )
 
     def text(self) -> str:

@@ -96,6 +96,15 @@ def route(request: http.Request, passthrough: bool) -> Route:
     return Route(endpoint, name)
 
 
+def reads_json(request: http.Request, passthrough: bool) -> bool:
+    """Whether the bridge reads this request's body as JSON itself (so it must be JSON: 415 otherwise)."""
+    found = _endpoint(request.path.split("?", 1)[0].rstrip("/"))
+    if request.method != "POST" or found is None:
+        return False
+    endpoint = found[0][0]
+    return endpoint in (Endpoint.CHAT, Endpoint.RESPONSES) or (endpoint in PASSED_ON_WITH_THE_REST and not passthrough)
+
+
 def _endpoint(path: str) -> tuple[tuple[Endpoint, str], str] | None:
     if path in PATHS:
         return PATHS[path], ""

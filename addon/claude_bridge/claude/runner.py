@@ -12,7 +12,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import session
 from .invocation import ClaudeInvocation, ClaudeSettings
@@ -35,6 +35,15 @@ class Limits:
     live_sessions: int = 4
     live_idle: float = 3600.0
     max_processes: int = 16
+
+
+class Census(NamedTuple):
+    """What the runner holds right now, for each log line."""
+
+    runs: int
+    queued: int
+    warm: int
+    live: int
 
 
 class ClaudeRunner:
@@ -60,6 +69,10 @@ class ClaudeRunner:
         self.settings, self.limits = settings, limits
         self.pool = ClaudePool(settings, limits.pool_size, limits.pool_shapes, limits.pool_idle, self._has_room)
         self.sessions = LiveSessions(limits.live_sessions, limits.live_idle, self._discard_later)
+
+    @property
+    def census(self) -> Census:
+        return Census(self.limiter.running, self.limiter.queued, self.pool.warm, len(self.sessions))
 
     @property
     def processes(self) -> int:
