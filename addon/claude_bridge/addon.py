@@ -13,7 +13,7 @@ import logging
 import os
 import shutil
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from mitmproxy import ctx, exceptions, http, log
@@ -26,7 +26,7 @@ from .claude.invocation import ClaudeSettings
 from .claude.runner import ClaudeRunner, Limits
 from .destination import Claim
 from .divert import BridgedFlow, Diversions
-from .jobs import Jobs
+from .jobs import Bridged, Jobs
 from .openai.errors import OpenAIError
 from .report import Outcome
 from .requestlog import JsonFormatter, RequestLine
@@ -188,13 +188,19 @@ class ClaudeBridge:
                 if ctx.options.bridge_access_key:
                     flow.request.headers.pop("authorization", None)  # the bridge's key never leaves the machine
                 flow.comment = "claude-bridge: passed through to the real API"
-            case Endpoint.CHAT | Endpoint.RESPONSES | Endpoint.COMPLETIONS as endpoint:
-                make = {Endpoint.CHAT: self.jobs.chat, Endpoint.RESPONSES: self.jobs.responses}
-                bridged = make.get(endpoint, self.jobs.completions)(flow.request, _body(flow))
-                if ctx.options.bridge_log_prompts:
-                    prompt = _body(flow).decode(errors="replace")
-                    logger.info("prompt of %s %s: %s", flow.request.method, flow.request.path, prompt)
-                self.diversions.divert(flow, bridged.job, bridged.model, bridged.report)
+            case Endpoint.CHAT:
+                self._divert(flow, self.jobs.chat)
+            case Endpoint.RESPONSES:
+                self._divert(flow, self.jobs.responses)
+            case Endpoint.COMPLETIONS:
+                self._divert(flow, self.jobs.completions)
+
+    def _divert(self, flow: http.HTTPFlow, make: Callable[[http.Request, bytes], Bridged]) -> None:
+        bridged = make(flow.request, _body(flow))
+        if ctx.options.bridge_log_prompts:
+            prompt = _body(flow).decode(errors="replace")
+            logger.info("prompt of %s %s: %s", flow.request.method, flow.request.path, prompt)
+        self.diversions.divert(flow, bridged.job, bridged.model, bridged.report)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         if not flow.live:
@@ -219,6 +225,8 @@ class ClaudeBridge:
         self._log_request(flow, bridged)
 
     def error(self, flow: http.HTTPFlow) -> None:
+        if not flow.live:
+            return
         bridged = self.diversions.on_end(flow)
         if bridged is None:
             if _unread(flow):
