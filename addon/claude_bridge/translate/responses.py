@@ -52,7 +52,7 @@ from ..openai.responses import (
 )
 from ..report import TurnReport, prompt_tokens
 from .request import ChatJob
-from .turn import TurnEnd, TurnText, TurnToolArguments, TurnToolCall, turn
+from .turn import TurnEnd, TurnItem, TurnText, TurnToolArguments, TurnToolCall, turn
 
 ChatMessageParam = dict[str, Any]
 
@@ -199,7 +199,33 @@ async def response_events(
 ) -> AsyncGenerator[ResponseStreamEvent]:
     """The Responses stream: created and in_progress once Claude has produced something (a failure before that
     is an HTTP error), the output items with their deltas, then completed, incomplete or failed."""
-    response = Response(
+    stream = _ResponseStream(_new_response(job, request))
+    end = TurnEnd(None, Usage())
+    items = turn(job.invocation, runner, report, caller=job.caller, parallel_tool_calls=job.parallel_tool_calls)
+    try:
+        async with contextlib.aclosing(items):
+            async for item in items:
+                if isinstance(item, TurnEnd):
+                    end = item
+                for event in stream.opening() + stream.item(item):
+                    yield event
+    except OpenAIError as e:
+        if not stream.started:
+            if e.error.param == "response_format":
+                e.error.param = "text.format"  # what this API calls it
+            raise
+        yield stream.failed(e)
+        return
+    for event in stream.opening() + stream.closing(end):
+        yield event
+    store(stream.response)
+    report.finish(end.stop_reason)
+    yield stream.numbered(stream.ended())
+
+
+def _new_response(job: ChatJob, request: ResponseCreateParams) -> Response:
+    """The response as it starts: what the request asked for, no output yet."""
+    return Response(
         id="resp_" + secrets.token_hex(24),
         created_at=int(time.time()),
         status="in_progress",
@@ -220,126 +246,118 @@ async def response_events(
         store=request.store is not False,
         metadata=request.metadata or {},
     )
-    sequence = 0
 
-    def event(model: Any) -> Any:
-        nonlocal sequence
-        model.sequence_number, sequence = sequence, sequence + 1
-        return model
 
-    started = False
-    message: ResponseOutputMessage | None = None
-    calls: dict[int, ResponseFunctionToolCall] = {}
-    end = TurnEnd(None, Usage())
-    items = turn(job.invocation, runner, report, caller=job.caller, parallel_tool_calls=job.parallel_tool_calls)
-    try:
-        async with contextlib.aclosing(items):
-            async for item in items:
-                if not started:
-                    started = True
-                    for opening in _opening(response):
-                        yield event(opening)
-                match item:
-                    case TurnText(text=text):
-                        if message is None:
-                            message = ResponseOutputMessage(
-                                id="msg_" + secrets.token_hex(24), status="in_progress", content=[]
-                            )
-                            index = len(response.output)
-                            response.output.append(message)
-                            yield event(
-                                ResponseOutputItemEvent(
-                                    type="response.output_item.added",
-                                    output_index=index,
-                                    item=message.model_copy(deep=True),
-                                )
-                            )
-                            yield event(
-                                ResponseContentPartEvent(
-                                    type="response.content_part.added",
-                                    item_id=message.id,
-                                    output_index=index,
-                                    content_index=0,
-                                    part=ResponseOutputText(text=""),
-                                )
-                            )
-                            message.content.append(ResponseOutputText(text=""))
-                        message.content[0].text += text
-                        yield event(
-                            ResponseTextDeltaEvent(
-                                item_id=message.id,
-                                output_index=response.output.index(message),
-                                content_index=0,
-                                delta=text,
-                            )
-                        )
-                    case TurnToolCall(index=call_index, id=call_id, name=name):
-                        for done in _close_message(message, response):
-                            yield event(done)
-                        message = None
-                        call = ResponseFunctionToolCall(
-                            id="fc_" + secrets.token_hex(24),
-                            status="in_progress",
-                            call_id=call_id,
-                            name=name,
-                            arguments="",
-                        )
-                        calls[call_index] = call
-                        response.output.append(call)
-                        yield event(
-                            ResponseOutputItemEvent(
-                                type="response.output_item.added",
-                                output_index=len(response.output) - 1,
-                                item=call.model_copy(),
-                            )
-                        )
-                    case TurnToolArguments(index=call_index, fragment=fragment):
-                        call = calls[call_index]
-                        call.arguments += fragment
-                        yield event(
-                            ResponseFunctionCallArgumentsDeltaEvent(
-                                item_id=call.id, output_index=response.output.index(call), delta=fragment
-                            )
-                        )
-                    case TurnEnd():
-                        end = item
-    except OpenAIError as e:
-        if not started:
-            if e.error.param == "response_format":
-                e.error.param = "text.format"  # what this API calls it
-            raise
-        response.status = "failed"
-        response.error = ResponseError(
-            code="rate_limit_exceeded" if e.status == 429 else "server_error", message=e.error.message
-        )
-        yield event(ResponseLifecycleEvent(type="response.failed", response=response))
-        return
-    if not started:
-        for opening in _opening(response):
-            yield event(opening)
-    incomplete = end.stop_reason == "max_tokens"
-    for done in _close_message(message, response, incomplete=incomplete):
-        yield event(done)
-    for call in calls.values():
-        call.status = "completed"
-        index = response.output.index(call)
-        yield event(
-            ResponseFunctionCallArgumentsDoneEvent(
-                item_id=call.id, output_index=index, name=call.name, arguments=call.arguments
+class _ResponseStream:
+    """Grows the response from the turn's items, and says which events tell the client, numbered in order."""
+
+    def __init__(self, response: Response) -> None:
+        self.response = response
+        self.started = False
+        self._sequence = 0
+        self._message: ResponseOutputMessage | None = None
+        self._calls: dict[int, ResponseFunctionToolCall] = {}
+        self._incomplete = False
+
+    def numbered(self, event: Any) -> Any:
+        event.sequence_number, self._sequence = self._sequence, self._sequence + 1
+        return event
+
+    def opening(self) -> list[ResponseStreamEvent]:
+        """created, then in_progress, before anything else: snapshots of the response as it starts."""
+        if self.started:
+            return []
+        self.started = True
+        return [
+            self.numbered(ResponseLifecycleEvent(type=kind, response=self.response.model_copy(deep=True)))
+            for kind in ("response.created", "response.in_progress")
+        ]
+
+    def item(self, item: TurnItem) -> list[ResponseStreamEvent]:
+        match item:
+            case TurnText(text=text):
+                return [self.numbered(event) for event in self._text(text)]
+            case TurnToolCall(index=index, id=call_id, name=name):
+                return [self.numbered(event) for event in self._call(index, call_id, name)]
+            case TurnToolArguments(index=index, fragment=fragment):
+                call = self._calls[index]
+                call.arguments += fragment
+                output_index = self.response.output.index(call)
+                delta = ResponseFunctionCallArgumentsDeltaEvent(
+                    item_id=call.id, output_index=output_index, delta=fragment
+                )
+                return [self.numbered(delta)]
+        return []
+
+    def _text(self, text: str) -> list[ResponseStreamEvent]:
+        events: list[ResponseStreamEvent] = []
+        message = self._message
+        if message is None:
+            message = self._message = ResponseOutputMessage(
+                id="msg_" + secrets.token_hex(24), status="in_progress", content=[]
             )
+            index = len(self.response.output)
+            self.response.output.append(message)
+            events += [
+                ResponseOutputItemEvent(
+                    type="response.output_item.added", output_index=index, item=message.model_copy(deep=True)
+                ),
+                ResponseContentPartEvent(
+                    type="response.content_part.added",
+                    item_id=message.id,
+                    output_index=index,
+                    content_index=0,
+                    part=ResponseOutputText(text=""),
+                ),
+            ]
+            message.content.append(ResponseOutputText(text=""))
+        message.content[0].text += text
+        index = self.response.output.index(message)
+        return [*events, ResponseTextDeltaEvent(item_id=message.id, output_index=index, content_index=0, delta=text)]
+
+    def _call(self, index: int, call_id: str, name: str) -> list[ResponseStreamEvent]:
+        events = _close_message(self._message, self.response)
+        self._message = None
+        call = ResponseFunctionToolCall(
+            id="fc_" + secrets.token_hex(24), status="in_progress", call_id=call_id, name=name, arguments=""
         )
-        yield event(ResponseOutputItemEvent(type="response.output_item.done", output_index=index, item=call))
-    response.usage = response_usage(end.usage)
-    response.status = "incomplete" if incomplete else "completed"
-    if incomplete:
-        response.incomplete_details = IncompleteDetails(reason="max_output_tokens")
-    else:
-        response.completed_at = int(time.time())
-    store(response)
-    report.finish(end.stop_reason)
-    yield event(
-        ResponseLifecycleEvent(type="response.incomplete" if incomplete else "response.completed", response=response)
-    )
+        self._calls[index] = call
+        self.response.output.append(call)
+        added = ResponseOutputItemEvent(
+            type="response.output_item.added", output_index=len(self.response.output) - 1, item=call.model_copy()
+        )
+        return [*events, added]
+
+    def closing(self, end: TurnEnd) -> list[ResponseStreamEvent]:
+        """The open items done, and the response's usage and status."""
+        self._incomplete = end.stop_reason == "max_tokens"
+        events = _close_message(self._message, self.response, incomplete=self._incomplete)
+        for call in self._calls.values():
+            call.status = "completed"
+            index = self.response.output.index(call)
+            events += [
+                ResponseFunctionCallArgumentsDoneEvent(
+                    item_id=call.id, output_index=index, name=call.name, arguments=call.arguments
+                ),
+                ResponseOutputItemEvent(type="response.output_item.done", output_index=index, item=call),
+            ]
+        self.response.usage = response_usage(end.usage)
+        self.response.status = "incomplete" if self._incomplete else "completed"
+        if self._incomplete:
+            self.response.incomplete_details = IncompleteDetails(reason="max_output_tokens")
+        else:
+            self.response.completed_at = int(time.time())
+        return [self.numbered(event) for event in events]
+
+    def ended(self) -> ResponseLifecycleEvent:
+        kind = "response.incomplete" if self._incomplete else "response.completed"
+        return ResponseLifecycleEvent(type=kind, response=self.response)
+
+    def failed(self, error: OpenAIError) -> ResponseLifecycleEvent:
+        self.response.status = "failed"
+        code = "rate_limit_exceeded" if error.status == 429 else "server_error"
+        self.response.error = ResponseError(code=code, message=error.error.message)
+        return self.numbered(ResponseLifecycleEvent(type="response.failed", response=self.response))
 
 
 def _text_format(
@@ -349,14 +367,6 @@ def _text_format(
     if isinstance(fmt, ResponseFormatTextJSONSchemaConfigParam):
         return ResponseFormatTextJSONSchemaConfig(name=fmt.name, schema=fmt.schema_, strict=fmt.strict)
     return fmt or ResponseFormatText(type="text")
-
-
-def _opening(response: Response) -> list[ResponseLifecycleEvent]:
-    """created, then in_progress: snapshots of the response as it starts (the object itself grows on)."""
-    return [
-        ResponseLifecycleEvent(type=kind, response=response.model_copy(deep=True))
-        for kind in ("response.created", "response.in_progress")
-    ]
 
 
 def _close_message(
