@@ -24,6 +24,10 @@ Which behaviour answers a request, first match wins:
 
 A non-streaming request answers with the whole message (a stall still never answers, a reset still resets).
 
+Plan limits: while ``fake.plan_limits`` is a ``UnifiedLimits`` (fake_plan_limits.py), every answer carries its
+``anthropic-ratelimit-unified-*`` headers, as a subscription's answers do, and a refusing state (rejected, no paid
+overage allowed) answers every request with a 429 ``rate_limit_error`` and ``retry-after``, whatever was chosen.
+
 Usage is what a real account would be billed: the fake keeps Anthropic's prompt cache (``fake.cache``, see
 fake_prompt_cache.py for the rules and the token estimate) and reports ``cache_read_input_tokens``,
 ``cache_creation_input_tokens`` and ``input_tokens`` for the rest, both in ``message_start`` and, as the API does,
@@ -59,6 +63,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
+from fake_plan_limits import REFUSAL, UnifiedLimits
 from fake_prompt_cache import CacheUse, Prompt, PromptCache
 
 Json = dict[str, Any]
@@ -441,6 +446,7 @@ class FakeAnthropic:
     ) -> None:
         """min_cache_tokens None is the real API's minimum for the request's model; clock times cache entries."""
         self.default = default
+        self.plan_limits: UnifiedLimits | None = None  # the account's standing, sent with every answer
         self.cache = PromptCache(min_cache_tokens, clock)
         self._min_cache_tokens = min_cache_tokens
         self._port = port
@@ -471,11 +477,12 @@ class FakeAnthropic:
             self._queue.extend(behaviours)
 
     def reset(self) -> None:
-        """Forget queued behaviours and cache entries, restore the default and the cache's minimum, so one test's
-        leftovers never answer (or cache) for the next."""
+        """Forget queued behaviours, plan limits and cache entries, restore the default and the cache's minimum, so
+        one test's leftovers never answer (or cache) for the next."""
         with self._lock:
             self._queue.clear()
             self.default = Echo()
+            self.plan_limits = None
         self.cache.clear()
         self.cache.min_tokens = self._min_cache_tokens
 
@@ -511,7 +518,11 @@ class FakeAnthropic:
         self.stop()
 
     def _choose(self, body: Json) -> Behaviour:
-        """Directive, else queue, else default; the CLI's non-streaming retry skips stream_error."""
+        """A refusing plan limit, else directive, else queue, else default; the CLI's non-streaming retry skips
+        stream_error."""
+        limits = self.plan_limits
+        if limits is not None and limits.refuses:
+            return ApiError(429, "rate_limit_error", REFUSAL)
         chosen = parse_directive(last_user_text(body))
         if chosen is not None and not (isinstance(chosen, StreamError) and body.get("stream") is not True):
             return chosen
@@ -602,12 +613,17 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_json(self, status: int, payload: Json, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(payload).encode()
         self.send_response(status)
-        for name, value in {**(headers or {}), "content-type": "application/json"}.items():
+        for name, value in {**self._limit_headers(), **(headers or {}), "content-type": "application/json"}.items():
             self.send_header(name, value)
         self.send_header("request-id", _request_id())
         self.send_header("content-length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+    def _limit_headers(self) -> dict[str, str]:
+        """The account's plan-limit headers, when the test set any (read once per answer: a test may change them)."""
+        limits = self.fake.plan_limits
+        return {} if limits is None else limits.headers(time.time())
 
     def _send_error(self, error: ApiError) -> None:
         headers = {} if error.retry_after is None else {"retry-after": f"{error.retry_after:g}"}
@@ -625,6 +641,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _stream(self, turn: _Turn, body: Json) -> None:
         """The exact Anthropic event sequence, one chunk per event, flushed as it goes."""
         self.send_response(200)
+        for name, value in self._limit_headers().items():
+            self.send_header(name, value)
         self.send_header("content-type", "text/event-stream; charset=utf-8")
         self.send_header("cache-control", "no-cache")
         self.send_header("request-id", _request_id())

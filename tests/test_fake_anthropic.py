@@ -32,6 +32,7 @@ from fake_anthropic import (
     system_text,
     tool_names,
 )
+from fake_plan_limits import UnifiedLimits, Window
 
 # The CLI as the bridge runs it (the 4.x model puts its reminders in the user message, not in system entries).
 ARGV = [CLAUDE_BIN, *SAFE_FLAGS, "--model", "claude-sonnet-4-5"]
@@ -251,3 +252,110 @@ def test_stop_releases_a_hung_request() -> None:
 
     assert time.monotonic() - started < 1
     assert outcome, "the held request was not released"
+
+
+def rate_limit_infos(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The `rate_limit_info` of each `rate_limit_event` line."""
+    return [line["rate_limit_info"] for line in lines if line["type"] == "rate_limit_event"]
+
+
+def test_without_plan_limits_the_cli_reports_a_bare_allowed(fake: FakeAnthropic, tmp_path: Path) -> None:
+    assert rate_limit_infos(run_claude(fake, "hello", tmp_path)) == [{"status": "allowed", "isUsingOverage": False}]
+
+
+def test_allowed_plan_limits_reach_the_cli_with_the_windows_reading(fake: FakeAnthropic, tmp_path: Path) -> None:
+    fake.plan_limits = limits = UnifiedLimits.allowed(time.time(), utilization=0.25)
+
+    (info,) = rate_limit_infos(run_claude(fake, "hello", tmp_path))
+
+    window = {"utilization": 0.25, "resetsAt": limits.resets_at, "status": "allowed"}
+    expected = {"status": "allowed", "resetsAt": limits.resets_at, "rateLimitType": "five_hour"}
+    assert info == {**expected, "isUsingOverage": False, "unifiedWindows": {"five_hour": window}}
+
+
+def test_a_passed_warning_threshold_is_allowed_warning_with_utilization(fake: FakeAnthropic, tmp_path: Path) -> None:
+    fake.plan_limits = limits = UnifiedLimits.warning(time.time(), utilization=0.82, threshold=0.8)
+
+    (info,) = rate_limit_infos(run_claude(fake, "hello", tmp_path))
+
+    assert info["status"] == "allowed_warning"
+    assert info["rateLimitType"] == "five_hour"
+    assert info["resetsAt"] == limits.resets_at
+    assert info["utilization"] == 0.82
+    assert info["surpassedThreshold"] == 0.8
+
+
+def test_the_cli_warns_on_fast_use_early_in_a_window_without_a_threshold_header(
+    fake: FakeAnthropic, tmp_path: Path
+) -> None:
+    # The CLI's own rule for the 5-hour window: 90% used while at most 72% of its time has passed.
+    resets = int(time.time()) + 4 * 3600
+    fake.plan_limits = UnifiedLimits("allowed", "five_hour", resets, {"five_hour": Window(0.95, resets)})
+
+    (info,) = rate_limit_infos(run_claude(fake, "hello", tmp_path))
+
+    assert (info["status"], info["utilization"], info["resetsAt"]) == ("allowed_warning", 0.95, resets)
+
+
+def test_a_rejected_plan_is_a_429_the_cli_does_not_retry(fake: FakeAnthropic, tmp_path: Path) -> None:
+    fake.plan_limits = limits = UnifiedLimits.rejected(time.time())
+
+    lines = run_claude(fake, "hello", tmp_path)
+
+    (info,) = rate_limit_infos(lines)
+    assert info["status"] == "rejected"
+    assert info["resetsAt"] == limits.resets_at
+    assert info["overageStatus"] == "rejected"
+    assert info["overageDisabledReason"] == "out_of_credits"
+    assert info["isUsingOverage"] is False
+    assert (result(lines)["is_error"], result(lines)["api_error_status"]) == (True, 429)
+    assert "5-hour limit" in result(lines)["result"]
+    assert len(fake.requests) == 1
+
+
+def test_a_rejected_plan_with_overage_allowed_is_served_as_overage(fake: FakeAnthropic, tmp_path: Path) -> None:
+    fake.plan_limits = limits = UnifiedLimits.overage(time.time())
+
+    lines = run_claude(fake, "hello", tmp_path)
+
+    (info,) = rate_limit_infos(lines)
+    assert (info["status"], info["overageStatus"]) == ("rejected", "allowed")
+    assert (info["isUsingOverage"], info["overageInUse"]) == (True, True)
+    assert info["overageResetsAt"] == limits.overage_resets_at
+    assert result(lines)["result"] == "ECHO: hello"
+
+
+def test_one_process_reports_plan_limits_only_when_they_change(fake: FakeAnthropic, tmp_path: Path) -> None:
+    process = subprocess.Popen(ARGV, stdin=subprocess.PIPE, **claude_options(fake, tmp_path, {}))
+    assert process.stdin is not None and process.stdout is not None
+    now = time.time()
+    reported = []
+    # The same state twice, then a change of the window's rounded percentage.
+    for utilization in (0.41, 0.412, 0.47):
+        fake.plan_limits = UnifiedLimits.allowed(now, utilization)
+        process.stdin.write(user_line("hello"))
+        process.stdin.flush()
+        turn = []
+        for line in process.stdout:
+            turn.append(json.loads(line))
+            if turn[-1]["type"] == "result":
+                break
+        reported.append([info["unifiedWindows"]["five_hour"]["utilization"] for info in rate_limit_infos(turn)])
+    process.stdin.close()
+    process.wait(timeout=10)
+
+    assert reported == [[0.41], [], [0.47]]
+
+
+def test_a_refusing_plan_answers_429_with_retry_after_whatever_was_chosen(fake: FakeAnthropic) -> None:
+    fake.plan_limits = limits = UnifiedLimits.rejected(time.time())
+    client = http.client.HTTPConnection(fake.url.removeprefix("http://"), timeout=5)
+    body = {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "[[fake:reply text=hi]]"}]}
+    client.request("POST", "/v1/messages", json.dumps(body))
+    response = client.getresponse()
+
+    assert response.status == 429
+    assert json.loads(response.read())["error"]["type"] == "rate_limit_error"
+    assert response.getheader("anthropic-ratelimit-unified-status") == "rejected"
+    assert response.getheader("anthropic-ratelimit-unified-reset") == str(limits.resets_at)
+    assert 3500 < int(response.getheader("retry-after") or 0) <= 3600
