@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 
 from .claude.events import Usage
+from .planlimits import PlanLimits
 
 
 class Outcome(enum.Enum):
@@ -31,6 +32,9 @@ class TurnReport:
     outcome: Outcome = Outcome.RUNNING
     detail: str = ""
     """The stop reason of a finished run, the error of a failed one, why one was cancelled or cut short."""
+    plan_limits: PlanLimits | None = None
+    """The plan's standing as this run's CLI last reported it; None when it reported none (it reports changes only,
+    and a turn that ends in tool calls stops reading before the CLI reports)."""
 
     def finish(self, stop_reason: str | None) -> None:
         if self.outcome is Outcome.RUNNING:

@@ -11,7 +11,8 @@ import logging
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic.alias_generators import to_camel
 
 from .errors import MalformedLine
 
@@ -55,9 +56,66 @@ class ApiRetry(_Line):
     error: str | None = None
 
 
-class RateLimitInfo(_Line):
+class _CamelLine(_Line):
+    model_config = ConfigDict(extra="ignore", alias_generator=to_camel, populate_by_name=True)
+
+
+class UnifiedWindow(_CamelLine):
+    """One usage window's reading (tests/recordings/rate_limits.md): fraction used, epoch-second reset."""
+
+    utilization: float | None = None
+    resets_at: int | None = None
+    status: str | None = None
+    surpassed_threshold: float | None = None
+
+
+class OveragePeriod(_CamelLine):
+    utilization: float | None = None
+
+
+class MemberSpendLimit(_CamelLine):
+    period: str | None = None  # daily, weekly, monthly
+
+
+class RateLimitInfo(_CamelLine):
+    """The plan's standing as the CLI read it from the API's `anthropic-ratelimit-unified-*` headers.
+
+    Values are as the CLI sends them (strings, not enums: a newer CLI may add some); times are epoch seconds and
+    utilizations fractions (1 = the window's allowance). tests/recordings/rate_limits.md has the mapping.
+    """
+
     status: str | None = None  # allowed, allowed_warning, rejected
-    resets_at: int | None = Field(default=None, alias="resetsAt")
+    resets_at: int | None = None
+    rate_limit_type: str | None = None  # the deciding window: five_hour, seven_day, seven_day_opus, ..., overage
+    utilization: float | None = None  # sent only with allowed_warning; else see unified_windows
+    unified_windows: dict[str, UnifiedWindow] = {}
+    surpassed_threshold: float | None = None
+    overage_status: str | None = None  # paid overage: allowed, allowed_warning, rejected
+    overage_resets_at: int | None = None
+    overage_disabled_reason: str | None = None
+    overage_enabled: bool | None = None
+    is_using_overage: bool = False  # rejected, yet served and billed as paid overage
+    overage_in_use: bool = False
+    overage_period_monthly: OveragePeriod | None = None
+    overage_period_channel: OveragePeriod | None = None
+    limit_scope: str | None = None
+    member_spend_limit: MemberSpendLimit | None = None
+    daily_cap_paused: bool = False
+    rate_limit_grace_active: bool = False
+    error_code: str | None = None
+    can_user_purchase_credits: bool | None = None
+    has_chargeable_saved_payment_method: bool | None = None
+    # Offers the CLI's own interface shows; kept whole, the bridge has no use for their parts.
+    usage_credit_offer: dict[str, Any] | None = None
+    admin_request_offer: dict[str, Any] | None = None
+
+    @property
+    def window_utilization(self) -> float | None:
+        """The deciding window's fraction used: top-level only in a warning, else that window's own reading."""
+        if self.utilization is not None:
+            return self.utilization
+        window = self.unified_windows.get(self.rate_limit_type or "")
+        return window.utilization if window else None
 
 
 class RateLimitEvent(_Line):

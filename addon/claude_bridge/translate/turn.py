@@ -26,6 +26,7 @@ from ..claude.events import Usage
 from ..claude.invocation import ClaudeInvocation, ClaudeSettings, ContentBlockParam, HistoryMessage
 from ..claude.runner import ClaudeRunner
 from ..openai.errors import OpenAIError
+from ..planlimits import PlanLimits
 from ..report import Outcome, TurnReport
 from . import errors
 
@@ -220,9 +221,10 @@ class _Reader:
                     # A schema it cannot use turns structured output off without a word; the model would answer free.
                     raise errors.schema_refused()
             case events.RateLimitEvent(rate_limit_info=info):
+                report.plan_limits = PlanLimits.of(info, time.time())
                 # The plan's window resets then; only a rejection makes that the time to retry (a brief 429 from a
                 # busy API comes with the window of a plan that still allows requests).
-                self._resets_at = info.resets_at if info.status == "rejected" else self._resets_at
+                self._resets_at = info.resets_at if report.plan_limits.rejected else self._resets_at
             case events.ApiRetry():
                 if event.error_status == 429:
                     self._retry_after_ms = event.retry_delay_ms  # the API's own hint, as the CLI obeyed it
