@@ -31,6 +31,7 @@ from .openai.errors import OpenAIError
 from .report import Outcome
 from .requestlog import JsonFormatter, RequestLine
 from .routes import Endpoint
+from .spending import Spending
 from .translate.model_map import ModelMap
 from .translate.responses import ResponseStore
 from .upstream import Upstream
@@ -43,8 +44,9 @@ class ClaudeBridge:
         self.diversions = Diversions()
         self.listeners = connections.Listeners()
         self.upstream = Upstream(self.diversions.backend.serves)
-        self.addons = [self.listeners, self.upstream]  # mitmproxy calls a child addon's hooks too, after the parent's
         self.runner = ClaudeRunner()
+        self.spending = Spending(self.runner)
+        self.addons = [self.listeners, self.upstream]  # mitmproxy calls a child addon's hooks too, after the parent's
         self.jobs = Jobs(ModelMap.from_entries([]), self.runner, ResponseStore(capacity=1000))
         self.claude_version: str | None = None
         self._running = False
@@ -172,9 +174,11 @@ class ClaudeBridge:
     def _answer(self, flow: http.HTTPFlow, route: routes.Route) -> None:
         match route.endpoint:
             case Endpoint.HEALTH:
-                _respond(
-                    flow, 200 if self._running else 503, routes.health(self._running, self.runner, self.claude_version)
-                )
+                health = routes.health(self._running, self.runner, self.claude_version, self.spending.health())
+                _respond(flow, 200 if self._running else 503, health)
+            case Endpoint.METRICS:
+                body, content_type = self.spending.metrics.exposition(flow.request.headers.get("accept"))
+                flow.response = http.Response.make(200, body, {"Content-Type": content_type})
             case Endpoint.MODELS:
                 _respond(flow, 200, routes.models(self.jobs.models))
             case Endpoint.MODEL:
@@ -211,6 +215,7 @@ class ClaudeBridge:
         assert flow.response is not None
         # The backend closes each connection after its answer; the client's connection should stay reusable.
         flow.response.headers.pop("Connection", None)
+        flow.response.headers.update(self.spending.headers())
         flow.response.stream = bridged.tee
         _let_page_read(flow)
 
@@ -244,6 +249,7 @@ class ClaudeBridge:
         model, report = (bridged.model, bridged.report) if bridged else (None, None)
         line = RequestLine.of(flow, model, report, self.runner.census)
         logger.info(line.text(), extra={"request": line})
+        self.spending.finished(flow, report)
 
     async def _read_claude_version(self) -> None:
         """For /health and the start-up log."""

@@ -32,6 +32,7 @@ class Endpoint(enum.Enum):
     STORED_RESPONSE = enum.auto()
     COMPLETIONS = enum.auto()
     MODERATIONS = enum.auto()
+    METRICS = enum.auto()
     PASSTHROUGH = enum.auto()
     """Another OpenAI endpoint, sent on to the real API (bridge_other_endpoints=passthrough)."""
 
@@ -52,6 +53,7 @@ PATHS = {
     "/v1/responses": (Endpoint.RESPONSES, "POST"),
     "/v1/completions": (Endpoint.COMPLETIONS, "POST"),
     "/v1/moderations": (Endpoint.MODERATIONS, "POST"),
+    "/metrics": (Endpoint.METRICS, "GET"),
 }
 PREFIXES = {"/v1/models/": (Endpoint.MODEL, "GET"), "/v1/responses/": (Endpoint.STORED_RESPONSE, "GET")}
 PASSED_ON_WITH_THE_REST = {Endpoint.COMPLETIONS, Endpoint.MODERATIONS}
@@ -81,7 +83,7 @@ def route(request: http.Request, passthrough: bool) -> Route:
         raise OpenAIError(
             404,
             f"Invalid URL ({method} {path}): claude-bridge answers /v1/chat/completions, /v1/responses, "
-            "/v1/completions, /v1/moderations, /v1/models and /health "
+            "/v1/completions, /v1/moderations, /v1/models, /health and /metrics "
             "(set bridge_other_endpoints=passthrough to send other endpoints to the real API).",
             code="unknown_url",
         )
@@ -103,6 +105,16 @@ def reads_json(request: http.Request, passthrough: bool) -> bool:
         return False
     endpoint = found[0][0]
     return endpoint in (Endpoint.CHAT, Endpoint.RESPONSES) or (endpoint in PASSED_ON_WITH_THE_REST and not passthrough)
+
+
+def label(request: http.Request) -> str:
+    """The endpoint as a metrics label: its path, ids left out; one label for every path the bridge does not know
+    (a label per path would let any client grow the metrics without end)."""
+    path = request.path.split("?", 1)[0].rstrip("/")
+    if path in PATHS:
+        return path
+    prefix = next((prefix for prefix in PREFIXES if path.startswith(prefix)), None)
+    return prefix + "{id}" if prefix else "other"
 
 
 def _endpoint(path: str) -> tuple[tuple[Endpoint, str], str] | None:
@@ -129,7 +141,7 @@ def moderation(body: bytes) -> dict[str, Any]:
     return legacy.not_flagged(parse_request(body, ModerationCreateParams)).model_dump()
 
 
-def health(running: bool, runner: ClaudeRunner, claude_version: str | None) -> dict[str, Any]:
+def health(running: bool, runner: ClaudeRunner, claude_version: str | None, plan_limits: Any) -> dict[str, Any]:
     """The npm proxy's /health fields (status, provider, timestamp) and what the bridge is doing."""
     return {
         "status": "ok" if running else "starting",
@@ -140,5 +152,6 @@ def health(running: bool, runner: ClaudeRunner, claude_version: str | None) -> d
         "warm_clis": runner.pool.warm,
         "live_sessions": len(runner.sessions),
         "claude_processes": runner.processes,
+        "plan_limits": plan_limits,
         "timestamp": int(time.time()),
     }
