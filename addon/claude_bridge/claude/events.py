@@ -1,7 +1,9 @@
 """The CLI's `--output-format stream-json` lines, reduced to the events the bridge acts on.
 
 Text deltas are the hot path (one per token), so they are built straight from the decoded line;
-the rarer lines are validated with pydantic.
+the rarer lines are validated with pydantic. The format is the CLI's, not a public contract, and it changes with
+its updates: unknown lines and fields are skipped, and a field is required only where the bridge reads it and has
+no sensible default (a missing token count is no tokens, a missing model name is no name).
 """
 
 from __future__ import annotations
@@ -27,11 +29,15 @@ class OutputDetails(_Line):
     thinking_tokens: int = 0
 
 
+# A count the CLI sends as null is no tokens.
+Count = Annotated[int, BeforeValidator(lambda value: value or 0)]
+
+
 class Usage(_Line):
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_creation_input_tokens: int = 0
-    cache_read_input_tokens: int = 0
+    input_tokens: Count = 0
+    output_tokens: Count = 0
+    cache_creation_input_tokens: Count = 0
+    cache_read_input_tokens: Count = 0
     # The CLI's synthetic error messages carry null here.
     output_tokens_details: Annotated[OutputDetails, BeforeValidator(lambda value: value or {})] = OutputDetails()
 
@@ -42,8 +48,7 @@ class McpServerStatus(_Line):
 
 
 class SystemInit(_Line):
-    model: str
-    session_id: str
+    model: str | None = None  # only shown in the log line and mitmweb
     mcp_servers: list[McpServerStatus] = []
     tools: list[str] | None = None  # the names the model is shown
 
@@ -133,7 +138,6 @@ class ContentBlock(_Line):
 
 class Message(_Line):
     id: str
-    model: str
     content: list[ContentBlock]
     stop_reason: str | None = None
     usage: Usage = Usage()
@@ -262,12 +266,12 @@ def parse(line: bytes) -> Event | None:
     if not isinstance(data, dict):
         raise MalformedLine(f"a line that is not a JSON object: {line[:200]!r}")
     kind = str(data.get("type"))
-    if kind == "stream_event":
-        return _stream_event(data)
-    model = _LINE_MODELS.get((kind, data.get("subtype"))) or _LINE_MODELS.get((kind, None))
-    if model is None:
-        return None
     try:
+        if kind == "stream_event":
+            return _stream_event(data)
+        model = _LINE_MODELS.get((kind, data.get("subtype"))) or _LINE_MODELS.get((kind, None))
+        if model is None:
+            return None
         return model.model_validate(data)  # type: ignore[return-value]  # the table holds only Event types
     except ValidationError as e:
         raise MalformedLine(f"an unexpected {kind} line: {e}") from e
