@@ -99,8 +99,7 @@ class ClaudeRunner:
         await self.pool.close()
         idle = self.sessions.close()
         self.sessions.capacity = 0
-        for task in list(self._tasks):
-            task.cancel()
+        # Awaited, not cancelled: a discard cancelled before its first step would never stop its process.
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.gather(*(claude.discard(0) for claude in idle), return_exceptions=True)
 
