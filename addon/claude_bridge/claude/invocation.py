@@ -52,6 +52,9 @@ class ClaudeSettings:
     total_timeout: float = 900.0
     interrupt_grace: float = 2.0
     allow_api_key: bool = False
+    # The environment runs start from, as (name, value) pairs; None is the bridge's own. The compatibility probe's
+    # CLI gets a temporary HOME and the loopback stand-in API instead, whatever the bridge's environment says.
+    environment: tuple[tuple[str, str], ...] | None = None
 
 
 # No tools, no user or project settings, no MCP servers, no slash commands, nothing saved: the CLI can only answer.
@@ -82,9 +85,12 @@ MIN_THINKING_BUDGET = 1024
 
 
 def child_env(
-    settings: ClaudeSettings, invocation: ClaudeInvocation, base: Mapping[str, str] = os.environ
+    settings: ClaudeSettings, invocation: ClaudeInvocation, base: Mapping[str, str] | None = None
 ) -> dict[str, str]:
-    """The bridge's environment minus what would change who pays or make the CLI refuse to run."""
+    """The bridge's environment (or `base`, or the settings' own) minus what would change who pays or make the CLI
+    refuse to run."""
+    if base is None:
+        base = os.environ if settings.environment is None else dict(settings.environment)
     env = {
         key: value
         for key, value in base.items()
