@@ -11,13 +11,24 @@ otherwise it reads the stream-json user line the bridge writes and does what the
     orphan_then_hang    a valid `system/init` line, a child left holding stdout and stderr, then silence
     orphan_then_exit    the same, then exit 3 without a `result` line, naming the child's pid on stderr
     orphan_then_answer  a valid answer naming the child's pid, then exit 0 with the child still there
+
+With STAND_IN_CLAUDE_MODE set it is instead the real CLI (STAND_IN_REAL_CLAUDE) with one capability broken, as a
+CLI update might break it, for the compatibility probe's tests:
+
+    no-resume       refuses `--resume` as an unknown option
+    no-mcp          drops `--mcp-config` and `--allowedTools`: the bridge's tool server never connects
+    no-live         exits when a second user turn comes on stdin
+    garbage-events  prints every stream_event line as something that is not JSON
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import sys
+import threading
 import time
 
 VERSION = "2.1.331 (Claude Code stand-in)"
@@ -31,6 +42,8 @@ def main() -> int:
     if "--version" in sys.argv:
         print(VERSION)
         return 0
+    if "STAND_IN_CLAUDE_MODE" in os.environ:
+        return broken_cli(os.environ["STAND_IN_CLAUDE_MODE"], os.environ["STAND_IN_REAL_CLAUDE"])
     message = json.loads(sys.stdin.readline())["message"]
     mode = "".join(block.get("text", "") for block in message["content"])
     match mode:
@@ -68,6 +81,54 @@ def main() -> int:
             return 0
     print(f"stand-in: unknown mode {mode!r}", file=sys.stderr)
     return 2
+
+
+def broken_cli(mode: str, real: str) -> int:
+    argv = [real, *sys.argv[1:]]
+    match mode:
+        case "no-resume" if "--resume" in argv:
+            print("error: unknown option '--resume'", file=sys.stderr)
+            return 1
+        case "no-resume":
+            os.execv(real, argv)
+        case "no-mcp":
+            for flag in ("--mcp-config", "--allowedTools"):
+                if flag in argv:
+                    del argv[argv.index(flag) : argv.index(flag) + 2]
+            os.execv(real, argv)
+        case "no-live" | "garbage-events":
+            return relay(mode, argv)
+    print(f"stand-in: unknown mode {mode!r}", file=sys.stderr)
+    return 2
+
+
+def relay(mode: str, argv: list[str]) -> int:
+    """Run the real CLI in this process group (the bridge's stop reaches it), passing its input and output on
+    with the mode's fault; its stderr is ours."""
+    child = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    signal.signal(signal.SIGINT, lambda *_: child.send_signal(signal.SIGINT))
+    threading.Thread(target=relay_input, args=(mode, child), daemon=True).start()
+    assert child.stdout is not None
+    for line in child.stdout:
+        if mode == "garbage-events" and line.startswith(b'{"type":"stream_event"'):
+            line = b"<stand-in garbage> " + line[40:80] + b"\n"
+        sys.stdout.buffer.write(line)
+        sys.stdout.buffer.flush()
+    return child.wait()
+
+
+def relay_input(mode: str, child: subprocess.Popen[bytes]) -> None:
+    assert child.stdin is not None
+    users = 0
+    for line in sys.stdin.buffer:
+        users += json.loads(line).get("type") == "user"
+        if mode == "no-live" and users > 1:
+            print("stand-in: a second user turn on stdin, which this CLI does not take", file=sys.stderr, flush=True)
+            child.kill()
+            return
+        child.stdin.write(line)
+        child.stdin.flush()
+    child.stdin.close()
 
 
 def leave_a_child() -> int:
