@@ -1,8 +1,8 @@
 """Who gets in: the checks on a bridged request's headers, made before its body is read.
 
 In order: names that disagree (misdirected), a web page's origin, a rebinding page's Host, a page's preflight (answered
-here, before the access key it cannot carry), the access key, the announced size, and JSON for the bridge's own
-endpoints. Each refusal is an OpenAI error; the flow is then answered in place and goes nowhere.
+here, before the access key it cannot carry), the access key or an app's named key, the announced size, and JSON for
+the bridge's own endpoints. Each refusal is an OpenAI error; the flow is then answered in place and goes nowhere.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from mitmproxy import ctx, http
 from mitmproxy.net.http import url
 from mitmproxy.proxy import mode_specs
 
-from . import access, destination, origins, routes
+from . import access, apps, destination, origins, routes
 from .body import too_large
 from .destination import Claim
 from .openai.errors import OpenAIError
@@ -58,8 +58,8 @@ def _refusal_of_caller(flow: http.HTTPFlow, claim: Claim) -> OpenAIError | None:
 
 def _refusal_of_request(flow: http.HTTPFlow) -> OpenAIError | None:
     request = flow.request
-    key = ctx.options.bridge_access_key
-    if key and not access.has_key(request.headers.get("authorization"), key):
+    app_keys = apps.parse_app_keys(ctx.options.bridge_app_keys)
+    if not access.admitted(request.headers.get("authorization"), ctx.options.bridge_access_key, app_keys):
         return access.unauthorized()
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > ctx.options.bridge_max_body:

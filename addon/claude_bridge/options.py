@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from mitmproxy import exceptions
 
+from . import apps
 from .origins import DEFAULT_ORIGINS
 
 
@@ -94,6 +95,14 @@ OPTIONS = (
         "",
         "A key clients must send as their API key (Authorization: Bearer KEY). Required when the proxy "
         "listens beyond loopback; with it, passthrough requests leave without their Authorization header.",
+    ),
+    Option(
+        "bridge_app_keys",
+        Sequence[str],
+        [],
+        "Named access keys APP=KEY, one per app: a request sending KEY as its API key is let in as "
+        "bridge_access_key's are, and its spend is counted under APP (else under its User-Agent's product, "
+        "such as OpenAI/Python or curl). Set, they are required as bridge_access_key is.",
     ),
     Option(
         "bridge_cors_origins",
@@ -202,3 +211,8 @@ def validate(values: Any, updated: set[str]) -> None:
             raise exceptions.OptionsError(f"{option.name} must be at least {option.minimum}.")
     if values.claude_max_processes < values.claude_max_runs:
         raise exceptions.OptionsError("claude_max_processes must be at least claude_max_runs.")
+    try:
+        if "bridge_app_keys" in updated:
+            apps.parse_app_keys(values.bridge_app_keys)
+    except ValueError as e:
+        raise exceptions.OptionsError(str(e)) from e
