@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from mitmproxy import exceptions
 
 from . import apps
+from .budget import Budget
 from .origins import DEFAULT_ORIGINS
 
 
@@ -134,6 +135,35 @@ OPTIONS = (
         "The console log: text, or json (one JSON object per line; request lines carry their fields as keys).",
         choices=("text", "json"),
     ),
+    Option(
+        "bridge_ledger_days",
+        int,
+        400,
+        "Days of history the spend ledger (CONFDIR/claude-bridge.sqlite: each request's app, tokens and cost) "
+        "keeps; older requests are dropped at start and once a day.",
+        minimum=1,
+    ),
+    Option(
+        "bridge_budget_daily",
+        Sequence[str],
+        [],
+        "Daily spend caps in USD: USD for all apps together, APP=USD for one app (apps as `claude-bridge usage` "
+        "names them). Past a cap, new requests get 429 insufficient_quota until midnight (local time); runs "
+        "already going finish.",
+    ),
+    Option(
+        "bridge_budget_monthly",
+        Sequence[str],
+        [],
+        "Monthly spend caps in USD, as bridge_budget_daily; they reset on the first of the month (local time).",
+    ),
+    Option(
+        "bridge_refuse_overage",
+        bool,
+        True,
+        "Refuse new requests (429 insufficient_quota) while the Claude plan reports its included usage spent and "
+        "the account drawing on paid overage, until the plan's limit resets. Off, such requests run and are billed.",
+    ),
     Option("claude_bin", str, "claude", "The Claude Code CLI to run."),
     Option(
         "claude_pool_size",
@@ -214,5 +244,7 @@ def validate(values: Any, updated: set[str]) -> None:
     try:
         if "bridge_app_keys" in updated:
             apps.parse_app_keys(values.bridge_app_keys)
+        if {"bridge_budget_daily", "bridge_budget_monthly"} & updated:
+            Budget.from_options(values.bridge_budget_daily, values.bridge_budget_monthly, values.bridge_refuse_overage)
     except ValueError as e:
         raise exceptions.OptionsError(str(e)) from e
