@@ -12,10 +12,16 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+import fake_anthropic
 from claude_bridge import ledger, periods
 from claude_bridge.claude.events import Usage
+from claude_bridge.claude.invocation import ClaudeInvocation, ClaudeSettings
+from claude_bridge.claude.runner import ClaudeRunner, Limits
 from claude_bridge.ledger import Entry, Ledger, LedgerError, Totals
 from claude_bridge.report import Outcome, TurnReport
+from claude_bridge.translate.turn import TurnEnd, turn
+from conftest import Fake
+from fake_anthropic import cli_env
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NOON = datetime.datetime(2026, 7, 14, 12, 0, tzinfo=BERLIN)
@@ -215,3 +221,30 @@ def test_the_local_zone_follows_tz(monkeypatch: pytest.MonkeyPatch):
     assert periods.now().utcoffset() == datetime.timedelta(hours=9)
     monkeypatch.setenv("TZ", "not a zone")
     assert periods.now().utcoffset() is not None  # the offset in force, rather than a crash
+
+
+async def test_a_real_cli_turns_report_becomes_its_row(
+    book: Ledger, fake: Fake, claude_bin: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    for name, value in cli_env(tmp_path / "home", fake.url).items():
+        monkeypatch.setenv(name, value)
+    billed = fake_anthropic.Usage(input_tokens=11, output_tokens=5, cache_read_input_tokens=700)
+    fake.enqueue(fake_anthropic.Reply(("Hel", "lo"), usage=billed))
+    runner = ClaudeRunner(ClaudeSettings(claude_bin=claude_bin), Limits(pool_size=0, live_sessions=0))
+    done = TurnReport()
+    invocation = ClaudeInvocation(model="sonnet", prompt=[{"type": "text", "text": "Hi"}])
+    try:
+        async for item in turn(invocation, runner, done):
+            if isinstance(item, TurnEnd):
+                done.finish(item.stop_reason)  # as translate/chat.py does after the last chunk
+    finally:
+        await runner.close()
+    book.record(
+        Entry.of(done, app="curl", endpoint="/v1/chat/completions", model="gpt-4o", status=200, stream=True, at=NOON)
+    )
+    [row] = book.entries()
+    assert (row.outcome, row.served, row.claude_model) == ("finished", "a new CLI", done.claude_model)
+    assert (row.input_tokens, row.output_tokens, row.cache_read_tokens) == (11, 5, 700)
+    assert row.cost_usd == done.cost_usd > 0
+    assert row.first_token_ms is not None and row.total_ms is not None and row.first_token_ms <= row.total_ms
+    assert book.totals("2026-07-14") == [Totals("curl", 1, 11, 5, 700, 0, done.cost_usd)]
