@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import json
 import sqlite3
@@ -189,6 +190,27 @@ async def test_add_writes_on_the_ledgers_own_thread_not_the_event_loop(book: Led
     await asyncio.gather(*(book.add(entry(cost=0.5)) for _ in range(20)))
     assert book.spent("2026-07-14") == 10.0
     assert set(writers) == {writers[0]} and writers[0].startswith("claude-bridge-ledger")
+
+
+def test_rows_submitted_from_a_hook_are_written_before_close_returns(path: Path):
+    book = Ledger(path, now=NOON)
+    futures = [book.submit(entry(cost=0.125)) for _ in range(50)]
+    book.close()
+    assert all(future.done() for future in futures)
+    again = Ledger(path, now=NOON)
+    try:
+        assert again.spent("2026-07-14") == 6.25
+    finally:
+        again.close()
+
+
+def test_a_row_that_cannot_be_written_is_logged(book: Ledger, caplog: pytest.LogCaptureFixture):
+    broken = dataclasses.replace(entry(), outcome=None)  # NOT NULL in the schema: SQLite refuses the row
+    with pytest.raises(sqlite3.IntegrityError):
+        book.submit(broken).result()
+    assert "could not write a request to its spend ledger" in caplog.text
+    assert "NOT NULL constraint failed: requests.outcome" in caplog.text
+    assert book.totals("2026-07-14") == []  # nor added to the totals: one transaction
 
 
 def test_a_ledger_from_a_newer_bridge_is_refused_not_altered(path: Path):

@@ -13,18 +13,21 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import logging
 import os
 import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 
 from . import periods
 from .report import TurnReport
+
+logger = logging.getLogger(__name__)
 
 FILENAME = "claude-bridge.sqlite"
 DEFAULT_KEEP_DAYS = 400
@@ -189,7 +192,8 @@ class Ledger:
         self.keep_days = keep_days
         self._writer, self._reader = _open(path)
         self._write_lock = threading.Lock()
-        self._executor: ThreadPoolExecutor | None = None
+        # Its thread starts with the first write: readers such as `claude-bridge usage` never start one.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="claude-bridge-ledger")
         self._pruned_at = 0.0
         self.prune(now or periods.now())
 
@@ -198,16 +202,25 @@ class Ledger:
         return cls(confdir.expanduser() / FILENAME, keep_days)
 
     def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)  # the writes already handed over still land
+        """Close the file once the rows already handed to `submit` are written."""
+        self._executor.shutdown(wait=True)
         self._reader.close()
         self._writer.close()
 
+    def submit(self, entry: Entry) -> Future[None]:
+        """`record` on the ledger's writer thread, returning at once: a WAL checkpoint's fsync never stalls the event
+        loop. A failed write (a full disk) is logged; the request it records was answered already."""
+        future = self._executor.submit(self.record, entry)
+        future.add_done_callback(self._log_failure)
+        return future
+
     async def add(self, entry: Entry) -> None:
-        """`record` on the ledger's writer thread, so a WAL checkpoint's fsync never stalls the event loop."""
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="claude-bridge-ledger")
-        await asyncio.get_running_loop().run_in_executor(self._executor, self.record, entry)
+        """`submit`, awaited."""
+        await asyncio.wrap_future(self.submit(entry))
+
+    def _log_failure(self, future: Future[None]) -> None:
+        if (error := future.exception()) is not None:
+            logger.error("claude-bridge could not write a request to its spend ledger %s: %s", self.path, error)
 
     def record(self, entry: Entry) -> None:
         """Write the row and add it to its day's and month's totals, in one transaction; prune once a day."""
