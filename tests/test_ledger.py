@@ -105,8 +105,8 @@ def test_rows_and_plan_limits_survive_a_restart(path: Path):
     written = [entry("curl", 0.5), entry("OpenAI/Python", 1.25, input_tokens=10)]
     for row in written:
         first.record(row)
-    first.save_plan_limits(json.dumps({"status": "allowed", "using_overage": False}), NOON.timestamp())
-    first.close()
+    first.submit_plan_limits(json.dumps({"status": "allowed", "using_overage": False}), NOON.timestamp())
+    first.close()  # after the writer thread has saved it
     again = Ledger(path, now=NOON)
     try:
         assert again.entries() == written
@@ -208,7 +208,7 @@ def test_a_row_that_cannot_be_written_is_logged(book: Ledger, caplog: pytest.Log
     broken = dataclasses.replace(entry(), outcome=None)  # NOT NULL in the schema: SQLite refuses the row
     with pytest.raises(sqlite3.IntegrityError):
         book.submit(broken).result()
-    assert "could not write a request to its spend ledger" in caplog.text
+    assert "could not write to its spend ledger" in caplog.text
     assert "NOT NULL constraint failed: requests.outcome" in caplog.text
     assert book.totals("2026-07-14") == []  # nor added to the totals: one transaction
 

@@ -220,7 +220,7 @@ class Ledger:
 
     def _log_failure(self, future: Future[None]) -> None:
         if (error := future.exception()) is not None:
-            logger.error("claude-bridge could not write a request to its spend ledger %s: %s", self.path, error)
+            logger.error("claude-bridge could not write to its spend ledger %s: %s", self.path, error)
 
     def record(self, entry: Entry) -> None:
         """Write the row and add it to its day's and month's totals, in one transaction; prune once a day."""
@@ -278,6 +278,12 @@ class Ledger:
         """Keep the latest plan-limit state (JSON text): budgets and `claude-bridge usage` see it after a restart."""
         with self._write() as db:
             db.execute("INSERT OR REPLACE INTO plan_limits (id, seen_at, state) VALUES (1, ?, ?)", (seen_at, state))
+
+    def submit_plan_limits(self, state: str, seen_at: float) -> Future[None]:
+        """`save_plan_limits` on the writer thread, returning at once (for a hook on the event loop)."""
+        future = self._executor.submit(self.save_plan_limits, state, seen_at)
+        future.add_done_callback(self._log_failure)
+        return future
 
     def plan_limits(self) -> str | None:
         row = self._reader.execute("SELECT state FROM plan_limits WHERE id = 1").fetchone()
