@@ -18,11 +18,12 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from . import periods
 from .report import TurnReport
@@ -210,17 +211,19 @@ class Ledger:
     def submit(self, entry: Entry) -> Future[None]:
         """`record` on the ledger's writer thread, returning at once: a WAL checkpoint's fsync never stalls the event
         loop. A failed write (a full disk) is logged; the request it records was answered already."""
-        future = self._executor.submit(self.record, entry)
-        future.add_done_callback(self._log_failure)
-        return future
+        return self._executor.submit(self._logging_failure, self.record, entry)
 
     async def add(self, entry: Entry) -> None:
         """`submit`, awaited."""
         await asyncio.wrap_future(self.submit(entry))
 
-    def _log_failure(self, future: Future[None]) -> None:
-        if (error := future.exception()) is not None:
-            logger.error("claude-bridge could not write to its spend ledger %s: %s", self.path, error)
+    def _logging_failure(self, write: Callable[..., None], *args: Any) -> None:
+        """Run a write on the writer thread; its failure is logged there, before the future's waiters wake."""
+        try:
+            write(*args)
+        except Exception as e:
+            logger.error("claude-bridge could not write to its spend ledger %s: %s", self.path, e)
+            raise
 
     def record(self, entry: Entry) -> None:
         """Write the row and add it to its day's and month's totals, in one transaction; prune once a day."""
@@ -281,9 +284,7 @@ class Ledger:
 
     def submit_plan_limits(self, state: str, seen_at: float) -> Future[None]:
         """`save_plan_limits` on the writer thread, returning at once (for a hook on the event loop)."""
-        future = self._executor.submit(self.save_plan_limits, state, seen_at)
-        future.add_done_callback(self._log_failure)
-        return future
+        return self._executor.submit(self._logging_failure, self.save_plan_limits, state, seen_at)
 
     def plan_limits(self) -> str | None:
         row = self._reader.execute("SELECT state FROM plan_limits WHERE id = 1").fetchone()
