@@ -4,7 +4,6 @@ per app, and refusals while the plan draws on paid overage."""
 from __future__ import annotations
 
 import datetime
-import json
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -17,6 +16,7 @@ from claude_bridge.addon import ClaudeBridge
 from claude_bridge.budget import Budget, Caps
 from claude_bridge.claude.events import Usage
 from claude_bridge.ledger import Entry, Ledger
+from claude_bridge.planlimits import PlanLimits
 from claude_bridge.report import TurnReport
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -130,10 +130,17 @@ def test_a_cap_of_zero_shuts_an_app_out(book: Ledger):
     assert refusal is not None and "$0.00 of $0.00" in refusal.error.message
 
 
-def overage(book: Ledger, *, resets_at: float | None, using: bool = True) -> None:
-    state = {"status": "rejected", "window": "five_hour", "overage_status": "allowed", "using_overage": using}
-    state |= {"resets_at": resets_at, "seen_at": MORNING.timestamp()}
-    book.save_plan_limits(json.dumps(state), MORNING.timestamp())
+def overage(book: Ledger, *, resets_at: float | None) -> None:
+    seen = MORNING.timestamp()
+    limits = PlanLimits(
+        status="rejected",
+        window="five_hour",
+        resets_at=None if resets_at is None else int(resets_at),
+        overage_status="allowed",
+        using_overage=True,
+        seen_at=seen,
+    )
+    book.save_plan_limits(limits.model_dump_json(), seen)
 
 
 def test_paid_overage_refuses_until_the_plan_resets_unless_allowed(book: Ledger):
@@ -157,7 +164,16 @@ def test_overage_without_a_reset_time_is_believed_for_an_hour(book: Ledger):
     assert Budget().check(book, "curl", MORNING + datetime.timedelta(hours=1)) is None
 
 
-@pytest.mark.parametrize("state", [None, "not json", '["a list"]', '{"status": "allowed", "using_overage": false}'])
+@pytest.mark.parametrize(
+    "state",
+    [
+        None,
+        "not json",
+        '["a list"]',
+        '{"using_overage": true}',  # no seen_at: not a state the bridge stored
+        PlanLimits(status="allowed", seen_at=0).model_dump_json(),
+    ],
+)
 def test_no_overage_in_the_state_refuses_nothing(book: Ledger, state: str | None):
     if state is not None:
         book.save_plan_limits(state, MORNING.timestamp())

@@ -13,20 +13,19 @@ import pytest
 from claude_bridge import ledger, usage
 from claude_bridge.claude.events import Usage
 from claude_bridge.ledger import Entry, Ledger
+from claude_bridge.planlimits import PlanLimits
 from claude_bridge.report import TurnReport
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NOW = datetime.datetime(2026, 7, 14, 16, 0, tzinfo=BERLIN)
-PLAN = {
-    "status": "allowed_warning",
-    "window": "five_hour",
-    "utilization": 0.82,
-    "resets_at": datetime.datetime(2026, 7, 14, 18, 0, tzinfo=BERLIN).timestamp(),
-    "overage_status": "allowed",
-    "overage_resets_at": None,
-    "using_overage": False,
-    "seen_at": datetime.datetime(2026, 7, 14, 15, 58, tzinfo=BERLIN).timestamp(),
-}
+PLAN = PlanLimits(
+    status="allowed_warning",
+    window="five_hour",
+    utilization=0.82,
+    resets_at=int(datetime.datetime(2026, 7, 14, 18, 0, tzinfo=BERLIN).timestamp()),
+    overage_status="allowed",
+    seen_at=datetime.datetime(2026, 7, 14, 15, 58, tzinfo=BERLIN).timestamp(),
+)
 
 
 def row(app: str, cost: float, at: datetime.datetime, **tokens: int) -> Entry:
@@ -45,7 +44,7 @@ def confdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     book.record(row("curl", 0.004, NOW.replace(hour=11), input_tokens=40, output_tokens=12))
     book.record(row("agent", 12.0, NOW.replace(day=3), input_tokens=100000, output_tokens=20000))
     book.record(row("agent", 99.0, NOW.replace(month=6)))  # last month: in neither block
-    book.save_plan_limits(json.dumps(PLAN), PLAN["seen_at"])
+    book.save_plan_limits(PLAN.model_dump_json(), PLAN.seen_at)
     book.close()
     return tmp_path
 
@@ -66,8 +65,8 @@ def test_the_table_shows_today_and_this_month_per_app_and_in_all(confdir: Path, 
         "curl                  1         40          0%          12   $0.00\n"
         "all                   4    121,040         15%      21,012  $13.74\n"
         "\n"
-        "Plan limits: allowed_warning, five_hour window 82% used, resets 2026-07-14 18:00 CEST; overage allowed "
-        "(as of 2026-07-14 15:58 CEST)\n"
+        "Plan limits: allowed_warning, five_hour window 82% used, resets 16:00 UTC; overage allowed "
+        "(as of 2026-07-14 13:58 UTC)\n"
         "\n"
         f"(ledger: {confdir / ledger.FILENAME})\n"
     )
@@ -91,7 +90,7 @@ def test_json_gives_scripts_the_same_numbers(confdir: Path, capsys: pytest.Captu
     }
     assert report["month"]["all"]["cost_usd"] == pytest.approx(13.7385)
     assert report["month"]["all"]["requests"] == 4
-    assert report["plan_limits"] == PLAN
+    assert report["plan_limits"] == PLAN.as_health()
 
 
 def test_a_missing_ledger_is_an_empty_report_and_stays_missing(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
@@ -118,9 +117,11 @@ def test_reading_prunes_nothing(confdir: Path):
         book.close()
 
 
-def test_titles_are_bold_on_a_terminal_only_and_overage_stands_out():
+def test_titles_are_bold_on_a_terminal_only_and_overage_is_said():
     report = usage.read(Path("/nonexistent") / ledger.FILENAME, NOW)
     assert "\033[1mToday" in usage.render(report, bold=True)
     assert "\033" not in usage.render(report, bold=False)
-    overage = usage.plan_text({**PLAN, "status": "rejected", "using_overage": True})
-    assert "; DRAWING ON PAID OVERAGE" in overage
+    overage = PLAN.model_copy(update={"status": "rejected", "using_overage": True})
+    assert "; drawing on paid overage" in usage.plan_text(overage.as_health())
+    assert "requests are billed as paid overage" in usage.render({**report, "plan_limits": overage.as_health()})
+    assert "paid overage" not in usage.render({**report, "plan_limits": PLAN.as_health()})

@@ -9,15 +9,16 @@ only be refused again before the period ends.
 from __future__ import annotations
 
 import datetime
-import json
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+
+from pydantic import ValidationError
 
 from . import periods
 from .ledger import Ledger
 from .openai.errors import OpenAIError
+from .planlimits import PlanLimits
 
 ALL_APPS = "all apps"
 # How long an overage report without a reset time is believed; then one request goes through and refreshes it.
@@ -126,18 +127,15 @@ def over_budget(period: Period, cap: float, spent: float, app: str | None, now: 
     )
 
 
-def _overage_refusal(state_json: str | None, now: datetime.datetime) -> OpenAIError | None:
+def _overage_refusal(stored: str | None, now: datetime.datetime) -> OpenAIError | None:
     """The refusal while the latest plan-limit state says the account draws on paid overage, until its reset."""
-    state = _plan_state(state_json)
-    if not state.get("using_overage"):
+    limits = _plan_limits(stored)
+    if limits is None or not limits.using_overage:
         return None
-    resets_at, seen_at = state.get("resets_at"), state.get("seen_at")
-    if isinstance(resets_at, int | float):
-        ends, when = resets_at, f"the plan's included usage returns at {_clock(resets_at, now)}"
-    elif isinstance(seen_at, int | float):
-        ends, when = seen_at + UNDATED_OVERAGE_SECONDS, "the plan did not say when its included usage returns"
+    if limits.resets_at is not None:
+        ends, when = limits.resets_at, f"the plan's included usage returns at {_clock(limits.resets_at, now)}"
     else:
-        return None
+        ends, when = limits.seen_at + UNDATED_OVERAGE_SECONDS, "the plan did not say when its included usage returns"
     wait = datetime.timedelta(seconds=ends - now.timestamp())
     if wait <= datetime.timedelta(0):
         return None  # past its reset: the next run's own report says whether overage goes on
@@ -149,13 +147,12 @@ def _overage_refusal(state_json: str | None, now: datetime.datetime) -> OpenAIEr
     )
 
 
-def _plan_state(state_json: str | None) -> dict[str, Any]:
-    """The stored plan-limit state (planlimits.PlanLimits as JSON); {} when none was seen or it is unreadable."""
+def _plan_limits(stored: str | None) -> PlanLimits | None:
+    """The stored plan-limit state; None when none was seen, or it is unreadable (then nothing is refused for it)."""
     try:
-        state = json.loads(state_json) if state_json else {}
-    except json.JSONDecodeError:
-        return {}
-    return state if isinstance(state, dict) else {}
+        return PlanLimits.model_validate_json(stored) if stored else None
+    except ValidationError:
+        return None
 
 
 def _insufficient_quota(message: str, wait: datetime.timedelta) -> OpenAIError:

@@ -15,8 +15,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from . import periods
 from .ledger import FILENAME, Ledger, LedgerError, Totals
+from .planlimits import PlanLimits
 
 ALL = "all"
 _COLUMNS = ("APP", "REQUESTS", "TOKENS IN", "CACHE READ", "TOKENS OUT", "COST")
@@ -66,8 +69,16 @@ def read(path: Path, now: datetime.datetime) -> dict[str, Any]:
         "at": now.isoformat(timespec="seconds"),
         "today": _period(periods.day(now), today),
         "month": _period(periods.month(now), month),
-        "plan_limits": json.loads(plan) if plan else None,
+        "plan_limits": _plan_limits(plan),
     }
+
+
+def _plan_limits(stored: str | None) -> dict[str, Any] | None:
+    """As /health shows them: the fields and the line the log says; None when never seen or unreadable."""
+    try:
+        return PlanLimits.model_validate_json(stored).as_health() if stored else None
+    except ValidationError:
+        return None
 
 
 def _period(key: str, apps: list[Totals]) -> dict[str, Any]:
@@ -83,7 +94,7 @@ def render(report: dict[str, Any], bold: bool = False) -> str:
     blocks = [
         _block(f"Today, {report['today']['period']}", report["today"], bold),
         _block(f"This month, {report['month']['period']}", report["month"], bold),
-        f"Plan limits: {plan_text(report['plan_limits'])}",
+        f"Plan limits: {plan_text(report['plan_limits'])}" + _overage_warning(report["plan_limits"]),
         f"(ledger: {report['ledger']})",
     ]
     return "\n\n".join(blocks)
@@ -119,24 +130,18 @@ def _row(totals: dict[str, Any]) -> tuple[str, ...]:
     )
 
 
+def _overage_warning(state: dict[str, Any] | None) -> str:
+    if not state or not state["using_overage"]:
+        return ""
+    return (
+        "\nThe plan's included usage is spent: requests are billed as paid overage (at API prices). With "
+        "bridge_refuse_overage on (the default) the bridge refuses new requests until the plan resets."
+    )
+
+
 def plan_text(state: dict[str, Any] | None) -> str:
-    """The stored plan-limit state in one line; times in this machine's zone."""
+    """The stored plan-limit state as the bridge's log says it, and when it was seen (in UTC, as the log's times)."""
     if not state:
         return "not seen yet (the CLI reports them when they change)"
-    text = state.get("status") or "unknown"
-    if state.get("window"):
-        used = state.get("utilization")
-        text += f", {state['window']} window" + (f" {used:.0%} used" if isinstance(used, int | float) else "")
-    if isinstance(state.get("resets_at"), int | float):
-        text += f", resets {_clock(state['resets_at'])}"
-    if state.get("using_overage"):
-        text += "; DRAWING ON PAID OVERAGE"
-    elif state.get("overage_status"):
-        text += f"; overage {state['overage_status']}"
-    if isinstance(state.get("seen_at"), int | float):
-        text += f" (as of {_clock(state['seen_at'])})"
-    return text
-
-
-def _clock(epoch: float) -> str:
-    return f"{datetime.datetime.fromtimestamp(epoch, periods.local_zone()):%Y-%m-%d %H:%M %Z}"
+    seen = datetime.datetime.fromtimestamp(state["seen_at"], datetime.UTC)
+    return f"{state['text'].removeprefix('plan limits: ')} (as of {seen:%Y-%m-%d %H:%M} UTC)"
