@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
-import json
 import sqlite3
 import threading
 from pathlib import Path
@@ -19,6 +18,7 @@ from claude_bridge.claude.events import Usage
 from claude_bridge.claude.invocation import ClaudeInvocation, ClaudeSettings
 from claude_bridge.claude.runner import ClaudeRunner, Limits
 from claude_bridge.ledger import Entry, Ledger, LedgerError, Totals
+from claude_bridge.planlimits import PlanLimits
 from claude_bridge.report import Outcome, TurnReport
 from claude_bridge.translate.turn import TurnEnd, turn
 from conftest import Fake
@@ -105,15 +105,23 @@ def test_rows_and_plan_limits_survive_a_restart(path: Path):
     written = [entry("curl", 0.5), entry("OpenAI/Python", 1.25, input_tokens=10)]
     for row in written:
         first.record(row)
-    first.submit_plan_limits(json.dumps({"status": "allowed", "using_overage": False}), NOON.timestamp())
+    limits = PlanLimits(status="allowed_warning", window="seven_day", utilization=0.5, seen_at=NOON.timestamp())
+    first.submit_plan_limits(limits)
     first.close()  # after the writer thread has saved it
     again = Ledger(path, now=NOON)
     try:
         assert again.entries() == written
         assert again.spent("2026-07-14") == 1.75
-        assert json.loads(again.plan_limits() or "") == {"status": "allowed", "using_overage": False}
+        assert again.plan_limits() == limits
     finally:
         again.close()
+
+
+@pytest.mark.parametrize("stored", ["not json", '["a list"]', '{"using_overage": true}'])
+def test_a_plan_state_it_cannot_read_is_none(book: Ledger, path: Path, stored: str):
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO plan_limits (id, seen_at, state) VALUES (1, 0, ?)", (stored,))
+    assert book.plan_limits() is None
 
 
 def test_totals_are_per_app_per_day_and_per_month_costliest_first(book: Ledger):

@@ -44,7 +44,7 @@ def confdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     book.record(row("curl", 0.004, NOW.replace(hour=11), input_tokens=40, output_tokens=12))
     book.record(row("agent", 12.0, NOW.replace(day=3), input_tokens=100000, output_tokens=20000))
     book.record(row("agent", 99.0, NOW.replace(month=6)))  # last month: in neither block
-    book.save_plan_limits(PLAN.model_dump_json(), PLAN.seen_at)
+    book.save_plan_limits(PLAN)
     book.close()
     return tmp_path
 

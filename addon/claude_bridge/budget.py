@@ -13,8 +13,6 @@ import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from pydantic import ValidationError
-
 from . import periods
 from .ledger import Ledger
 from .openai.errors import OpenAIError
@@ -127,9 +125,8 @@ def over_budget(period: Period, cap: float, spent: float, app: str | None, now: 
     )
 
 
-def _overage_refusal(stored: str | None, now: datetime.datetime) -> OpenAIError | None:
+def _overage_refusal(limits: PlanLimits | None, now: datetime.datetime) -> OpenAIError | None:
     """The refusal while the latest plan-limit state says the account draws on paid overage, until its reset."""
-    limits = _plan_limits(stored)
     if limits is None or not limits.using_overage:
         return None
     if limits.resets_at is not None:
@@ -145,14 +142,6 @@ def _overage_refusal(stored: str | None, now: datetime.datetime) -> OpenAIError 
         "start claude-bridge with --set bridge_refuse_overage=false.",
         wait,
     )
-
-
-def _plan_limits(stored: str | None) -> PlanLimits | None:
-    """The stored plan-limit state; None when none was seen, or it is unreadable (then nothing is refused for it)."""
-    try:
-        return PlanLimits.model_validate_json(stored) if stored else None
-    except ValidationError:
-        return None
 
 
 def _insufficient_quota(message: str, wait: datetime.timedelta) -> OpenAIError:

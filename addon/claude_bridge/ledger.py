@@ -25,7 +25,10 @@ from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from . import periods
+from .planlimits import PlanLimits
 from .report import TurnReport
 
 logger = logging.getLogger(__name__)
@@ -277,18 +280,25 @@ class Ledger:
         rows = self._reader.execute(f"SELECT {_ENTRY_COLUMNS} FROM requests WHERE at >= ? ORDER BY at, id", (since,))
         return [Entry(*row[:10], bool(row[10]), *row[11:]) for row in rows]
 
-    def save_plan_limits(self, state: str, seen_at: float) -> None:
-        """Keep the latest plan-limit state (JSON text): budgets and `claude-bridge usage` see it after a restart."""
+    def save_plan_limits(self, limits: PlanLimits) -> None:
+        """Keep the latest plan-limit state (as JSON): budgets and `claude-bridge usage` see it after a restart."""
         with self._write() as db:
-            db.execute("INSERT OR REPLACE INTO plan_limits (id, seen_at, state) VALUES (1, ?, ?)", (seen_at, state))
+            db.execute(
+                "INSERT OR REPLACE INTO plan_limits (id, seen_at, state) VALUES (1, ?, ?)",
+                (limits.seen_at, limits.model_dump_json()),
+            )
 
-    def submit_plan_limits(self, state: str, seen_at: float) -> Future[None]:
+    def submit_plan_limits(self, limits: PlanLimits) -> Future[None]:
         """`save_plan_limits` on the writer thread, returning at once (for a hook on the event loop)."""
-        return self._executor.submit(self._logging_failure, self.save_plan_limits, state, seen_at)
+        return self._executor.submit(self._logging_failure, self.save_plan_limits, limits)
 
-    def plan_limits(self) -> str | None:
+    def plan_limits(self) -> PlanLimits | None:
+        """The latest state saved; None if none was, or a newer bridge saved one this cannot read."""
         row = self._reader.execute("SELECT state FROM plan_limits WHERE id = 1").fetchone()
-        return row[0] if row else None
+        try:
+            return PlanLimits.model_validate_json(row[0]) if row else None
+        except ValidationError:
+            return None
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:

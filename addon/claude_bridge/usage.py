@@ -15,11 +15,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from . import periods
 from .ledger import FILENAME, Ledger, LedgerError, Totals
-from .planlimits import PlanLimits
 
 ALL = "all"
 _COLUMNS = ("APP", "REQUESTS", "TOKENS IN", "CACHE READ", "TOKENS OUT", "COST")
@@ -69,16 +66,8 @@ def read(path: Path, now: datetime.datetime) -> dict[str, Any]:
         "at": now.isoformat(timespec="seconds"),
         "today": _period(periods.day(now), today),
         "month": _period(periods.month(now), month),
-        "plan_limits": _plan_limits(plan),
+        "plan_limits": plan.as_health() if plan else None,
     }
-
-
-def _plan_limits(stored: str | None) -> dict[str, Any] | None:
-    """As /health shows them: the fields and the line the log says; None when never seen or unreadable."""
-    try:
-        return PlanLimits.model_validate_json(stored).as_health() if stored else None
-    except ValidationError:
-        return None
 
 
 def _period(key: str, apps: list[Totals]) -> dict[str, Any]:
