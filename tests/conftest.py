@@ -286,7 +286,9 @@ def start_bridge(tmp_path_factory: pytest.TempPathFactory, fake_server: FakeAnth
         for option in options:
             argv += ["--set", option]
         proxy = mode is not None and not mode.startswith("reverse")
+        # The key the test's own requests (health checks included) carry: the access key, else the first app's key.
         keys = [option.partition("=")[2] for option in options if option.startswith("bridge_access_key=")]
+        keys = keys or [option.rpartition("=")[2] for option in options if option.startswith("bridge_app_keys=")][:1]
         env = bridge_env(home, fake_server.url, env)
         bridge = Bridge(argv, env, home / "bridge.log", port, confdir, proxy, access_key=keys[-1] if keys else None)
         started.append(bridge)

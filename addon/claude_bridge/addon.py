@@ -14,11 +14,12 @@ import os
 import shutil
 import sys
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 from mitmproxy import ctx, exceptions, http, log
 
-from . import access, admission, connections, destination, options, origins, redact, redirector, routes
+from . import access, admission, apps, connections, destination, options, origins, redact, redirector, routes
 from .banner import banner
 from .body import request_body, too_large
 from .claude import rundir
@@ -27,11 +28,12 @@ from .claude.runner import ClaudeRunner, Limits
 from .destination import Claim
 from .divert import BridgedFlow, Diversions
 from .jobs import Bridged, Jobs
+from .ledger import LedgerError
 from .openai.errors import OpenAIError
 from .report import Outcome
 from .requestlog import JsonFormatter, RequestLine
 from .routes import Endpoint
-from .spending import Spending
+from .spending import Spending, overage_warning
 from .translate.model_map import ModelMap
 from .translate.responses import ResponseStore
 from .upstream import Upstream
@@ -66,7 +68,7 @@ class ClaudeBridge:
                 self.jobs.models = ModelMap.from_entries(ctx.options.bridge_model_map)
             except ValueError as e:
                 raise exceptions.OptionsError(str(e)) from e
-        listening = {"mode", "listen_host", "listen_port", "bridge_access_key"} & updated
+        listening = {"mode", "listen_host", "listen_port", "bridge_access_key", "bridge_app_keys"} & updated
         if listening and self._running and (problem := _exposure_problem()):
             raise exceptions.OptionsError(problem)
         if "bridge_log_format" in updated:
@@ -74,6 +76,7 @@ class ClaudeBridge:
         self.jobs.history = ctx.options.bridge_history
         self.jobs.reasoning_content = ctx.options.bridge_reasoning_content
         self.jobs.kept.capacity = ctx.options.bridge_responses_kept
+        self.spending.configure(ctx.options)
         if any(name.startswith("claude_") for name in updated):
             self.runner.configure(*_run_settings(ctx.options))
         if (
@@ -103,11 +106,20 @@ class ClaudeBridge:
         rundir.remove_stale()
         if redirector.captures_locally(ctx.options.mode):
             self._redirector = redirector.Watch(self._stop)
+        try:
+            self.spending.open(Path(ctx.options.confdir), ctx.options.bridge_ledger_days)
+        except LedgerError as e:
+            # Without its ledger the bridge would neither count spend nor keep budgets: it does not start.
+            self._stop(f"claude-bridge cannot use its spend ledger: {e}")
+            return
         await self.diversions.backend.start()
         await self._read_claude_version()
         self._running = True
-        for line in banner(ctx.options, self.runner.settings.claude_bin, self.claude_version):
+        plan = self.spending.plan_limits
+        for line in banner(ctx.options, self.runner.settings.claude_bin, self.claude_version, plan):
             logger.info(line)
+        if plan is not None and plan.using_overage:
+            logger.warning(overage_warning(ctx.options.bridge_refuse_overage))
         if os.environ.get("ANTHROPIC_API_KEY") and not ctx.options.claude_allow_api_key:
             logger.info("ANTHROPIC_API_KEY is set but withheld from the CLI, which uses your subscription login.")
 
@@ -123,6 +135,7 @@ class ClaudeBridge:
         await self.diversions.backend.stop()
         await self.runner.close()
         await self.diversions.drain()
+        self.spending.close()
         if self._log_filter is not None:
             redact.uninstall(self._log_filter)
 
@@ -189,8 +202,8 @@ class ClaudeBridge:
                 _respond(flow, 200, routes.moderation(_body(flow)))
                 flow.comment = "claude-bridge: moderation answered (not flagged)"
             case Endpoint.PASSTHROUGH:
-                if ctx.options.bridge_access_key:
-                    flow.request.headers.pop("authorization", None)  # the bridge's key never leaves the machine
+                if _keys_required():
+                    flow.request.headers.pop("authorization", None)  # the bridge's keys never leave the machine
                 flow.comment = "claude-bridge: passed through to the real API"
             case Endpoint.CHAT:
                 self._divert(flow, self.jobs.chat)
@@ -201,6 +214,7 @@ class ClaudeBridge:
 
     def _divert(self, flow: http.HTTPFlow, make: Callable[[http.Request, bytes], Bridged]) -> None:
         bridged = make(flow.request, _body(flow))
+        self.spending.admit(flow, bridged.stream)
         if ctx.options.bridge_log_prompts:
             prompt = _body(flow).decode(errors="replace")
             logger.info("prompt of %s %s: %s", flow.request.method, flow.request.path, prompt)
@@ -249,7 +263,7 @@ class ClaudeBridge:
         model, report = (bridged.model, bridged.report) if bridged else (None, None)
         line = RequestLine.of(flow, model, report, self.runner.census)
         logger.info(line.text(), extra={"request": line})
-        self.spending.finished(flow, report)
+        self.spending.finished(flow, model, report)
 
     async def _read_claude_version(self) -> None:
         """For /health and the start-up log."""
@@ -342,13 +356,17 @@ def _set_log_format(name: str) -> None:
 
 def _exposure_problem() -> str | None:
     exposed = access.exposed_listen_addresses(ctx.options.mode, ctx.options.listen_host, ctx.options.listen_port)
-    if not exposed or ctx.options.bridge_access_key:
+    if not exposed or _keys_required():
         return None
     return (
         f"claude-bridge would listen beyond loopback ({', '.join(exposed)}) without an access key: anyone who can "
         "reach it could use your Claude subscription. Set one with --set bridge_access_key=KEY (clients send it "
         "as their API key), or listen on loopback (--listen-host 127.0.0.1)."
     )
+
+
+def _keys_required() -> bool:
+    return access.keys_required(ctx.options.bridge_access_key, apps.parse_app_keys(ctx.options.bridge_app_keys))
 
 
 def _let_page_read(flow: http.HTTPFlow) -> None:

@@ -8,9 +8,11 @@ from typing import Any
 
 from mitmproxy.proxy import mode_specs
 
+from .planlimits import PlanLimits
 
-def banner(options: Any, claude: str, claude_version: str | None) -> list[str]:
-    """`options` are mitmproxy's, with the bridge's."""
+
+def banner(options: Any, claude: str, claude_version: str | None, plan_limits: PlanLimits | None = None) -> list[str]:
+    """`options` are mitmproxy's, with the bridge's; `plan_limits` as last seen (by an earlier run of the bridge)."""
     cli = f"Claude Code CLI {claude_version} at {claude}" if claude_version else f"no usable Claude CLI at {claude}"
     lines = [f"claude-bridge {version('claude-bridge')} ready, answering with {cli}"]
     uses_ca = False
@@ -36,8 +38,11 @@ def banner(options: Any, claude: str, claude_version: str | None) -> list[str]:
     live = "off"
     if options.claude_live_sessions:
         live = f"{options.claude_live_sessions}, each kept {options.claude_live_idle} s"
+    keyed = options.bridge_access_key or options.bridge_app_keys
     lines.append(
         f"  runs: {options.claude_max_runs} at once, {options.claude_max_queued} queued; warm pool {pool}; "
-        f"live sessions {live}; access key {'required' if options.bridge_access_key else 'off (loopback only)'}"
+        f"live sessions {live}; access key {'required' if keyed else 'off (loopback only)'}"
     )
+    if plan_limits is not None:
+        lines.append(f"  {plan_limits.text()} (last reported)")
     return lines

@@ -1,7 +1,7 @@
 """`claude-bridge`: mitmproxy with the bridge loaded, in reverse mode on 127.0.0.1:3456 unless told otherwise.
 
 The subcommands: `ca` (where the CA is, how to trust it), `proxy-env` (proxy variables for a shell), `doctor`,
-`service`; anything else is the bridge's own flags (launch.py).
+`usage` (spend per app), `service`; anything else is the bridge's own flags (launch.py).
 """
 
 from __future__ import annotations
@@ -35,6 +35,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             from . import doctor
 
             sys.exit(doctor.main(argv[1:]))
+        case ["usage"]:
+            from . import usage
+
+            sys.exit(usage.main(argv[1:]))
         case ["service"]:
             from . import service
 

@@ -35,6 +35,7 @@ class Bridged:
     job: backend.Job
     model: str
     report: TurnReport
+    stream: bool
 
 
 @dataclass
@@ -102,4 +103,4 @@ def _bridged(
     parked: backend.Job = (
         backend.StreamJob(lambda: stream(report), framing) if job.stream else backend.JsonJob(lambda: answer(report))
     )
-    return Bridged(parked, job.requested_model, report)
+    return Bridged(parked, job.requested_model, report, job.stream)

@@ -67,6 +67,7 @@ def parser() -> argparse.ArgumentParser:
         epilog=_paragraphs(
             "Also: `claude-bridge ca` (where the CA is, how to trust it), `claude-bridge proxy-env` "
             "(HTTPS_PROXY/NO_PROXY lines for a shell), `claude-bridge doctor` (check the set-up), "
+            "`claude-bridge usage` (today's and this month's spend per app, and the plan's limits), "
             "`claude-bridge service install|uninstall|status` (keep it running: systemd user unit, LaunchAgent).",
             "Bridge options: give them with --set NAME=VALUE, or keep them in CONFDIR/config.yaml as NAME: VALUE "
             "(lists as YAML lists); the command line wins over the file. Any mitmproxy option works the same way.",
