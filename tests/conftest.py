@@ -279,8 +279,8 @@ def start_bridge(tmp_path_factory: pytest.TempPathFactory, fake_server: FakeAnth
         argv += ["--web"] if web else []
         argv += ["--mode", mode] if mode else []
         # Warm CLIs and live sessions would count as processes and run directories left behind; their own tests
-        # turn them on.
-        for off in ("claude_pool_size=0", "claude_live_sessions=0"):
+        # turn them on. The compatibility probe runs CLIs of its own at start; its own tests turn it on too.
+        for off in ("claude_pool_size=0", "claude_live_sessions=0", "claude_probe=false"):
             if not any(option.startswith(off.split("=")[0] + "=") for option in options):
                 options = (off, *options)
         for option in options:

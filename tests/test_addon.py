@@ -28,10 +28,10 @@ def openai_flow(method: str, path: str, body: dict | None = None, host: str = "a
 
 
 @pytest.fixture
-async def bridge(claude_bin):
+async def bridge(claude_bin, tmp_path):
     addon = ClaudeBridge()
     with taddons.context(Proxyserver(), addon) as tctx:
-        tctx.configure(addon, claude_bin=claude_bin, listen_host="127.0.0.1")
+        tctx.configure(addon, claude_bin=claude_bin, listen_host="127.0.0.1", confdir=str(tmp_path), claude_probe=False)
         await addon.running()
         yield addon
         await addon.done()
@@ -56,7 +56,7 @@ async def test_running_makes_connections_lazy(bridge):
     from mitmproxy import ctx
 
     assert ctx.options.connection_strategy == "lazy"
-    assert bridge.claude_version == "2.1.331"
+    assert bridge.cli.version == "2.1.331"
 
 
 async def test_other_hosts_are_left_alone(bridge):

@@ -25,6 +25,7 @@ from .body import request_body, too_large
 from .claude import rundir
 from .claude.invocation import ClaudeSettings
 from .claude.runner import ClaudeRunner, Limits
+from .clicheck import CliCheck
 from .destination import Claim
 from .divert import BridgedFlow, Diversions
 from .jobs import Bridged, Jobs
@@ -50,7 +51,7 @@ class ClaudeBridge:
         self.spending = Spending(self.runner)
         self.addons = [self.listeners, self.upstream]  # mitmproxy calls a child addon's hooks too, after the parent's
         self.jobs = Jobs(ModelMap.from_entries([]), self.runner, ResponseStore(capacity=1000))
-        self.claude_version: str | None = None
+        self.cli = CliCheck()
         self._running = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._redirector: redirector.Watch | None = None
@@ -86,8 +87,7 @@ class ClaudeBridge:
         ):
             logger.warning("claude_allow_api_key is on: the CLI will bill ANTHROPIC_API_KEY, not your subscription.")
         if "claude_bin" in updated and self._running:
-            self.claude_version = None
-            self._background(self._read_claude_version())
+            self._background(self._check_cli())
 
     def _background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
@@ -107,21 +107,23 @@ class ClaudeBridge:
         if redirector.captures_locally(ctx.options.mode):
             self._redirector = redirector.Watch(self._stop)
         try:
-            self.spending.open(Path(ctx.options.confdir), ctx.options.bridge_ledger_days)
+            self.spending.open(_confdir(), ctx.options.bridge_ledger_days)
         except LedgerError as e:
             # Without its ledger the bridge would neither count spend nor keep budgets: it does not start.
             self._stop(f"claude-bridge cannot use its spend ledger: {e}")
             return
         await self.diversions.backend.start()
-        await self._read_claude_version()
+        await self.cli.read_version(self.runner.settings.claude_bin)
         self._running = True
         plan = self.spending.plan_limits
-        for line in banner(ctx.options, self.runner.settings.claude_bin, self.claude_version, plan):
+        for line in banner(ctx.options, self.runner.settings.claude_bin, self.cli.version, plan):
             logger.info(line)
         if plan is not None and plan.using_overage:
             logger.warning(overage_warning(ctx.options.bridge_refuse_overage))
         if os.environ.get("ANTHROPIC_API_KEY") and not ctx.options.claude_allow_api_key:
             logger.info("ANTHROPIC_API_KEY is set but withheld from the CLI, which uses your subscription login.")
+        if ctx.options.claude_probe:
+            self._background(self._check_cli(version_known=True))
 
     def _stop(self, failure: str) -> None:
         self.failure = failure
@@ -132,6 +134,9 @@ class ClaudeBridge:
         if self._redirector is not None:
             # Left to mitmproxy, the redirector outlives it with its eBPF program attached for a while.
             await self._redirector.stop()
+        for task in self._tasks:
+            task.cancel()  # a compatibility check still going: it stops its CLIs as it ends
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.diversions.backend.stop()
         await self.runner.close()
         await self.diversions.drain()
@@ -187,7 +192,7 @@ class ClaudeBridge:
     def _answer(self, flow: http.HTTPFlow, route: routes.Route) -> None:
         match route.endpoint:
             case Endpoint.HEALTH:
-                health = routes.health(self._running, self.runner, self.claude_version, self.spending.health())
+                health = routes.health(self._running, self.runner, self.cli.version, self.spending.health())
                 _respond(flow, 200 if self._running else 503, health)
             case Endpoint.METRICS:
                 body, content_type = self.spending.metrics.exposition(flow.request.headers.get("accept"))
@@ -214,6 +219,8 @@ class ClaudeBridge:
 
     def _divert(self, flow: http.HTTPFlow, make: Callable[[http.Request, bytes], Bridged]) -> None:
         bridged = make(flow.request, _body(flow))
+        if refusal := self.cli.refusal(bridged.tools):
+            raise refusal
         self.spending.admit(flow, bridged.stream)
         if ctx.options.bridge_log_prompts:
             prompt = _body(flow).decode(errors="replace")
@@ -265,9 +272,12 @@ class ClaudeBridge:
         logger.info(line.text(), extra={"request": line})
         self.spending.finished(flow, model, report)
 
-    async def _read_claude_version(self) -> None:
-        """For /health and the start-up log."""
-        self.claude_version = await _claude_version(self.runner.settings.claude_bin)
+    async def _check_cli(self, version_known: bool = False) -> None:
+        """The CLI's version (for /health and the log) and, unless turned off, its compatibility verdict."""
+        if not version_known:
+            await self.cli.read_version(self.runner.settings.claude_bin)
+        if ctx.options.claude_probe and (fallbacks := await self.cli.check(self.runner.settings, _confdir())):
+            ctx.options.update(**fallbacks)
 
 
 def _unread(flow: http.HTTPFlow) -> bool:
@@ -308,29 +318,6 @@ def _run_settings(values: Any) -> tuple[ClaudeSettings, Limits]:
     return settings, limits
 
 
-async def _claude_version(claude_bin: str) -> str | None:
-    """`claude --version`, read off the event loop."""
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            claude_bin, "--version", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
-        )
-    except OSError as e:
-        logger.warning("Claude Code CLI not usable at %r (%s): requests will fail with 503.", claude_bin, e)
-        return None
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), 30)
-    except TimeoutError:
-        logger.warning("`%s --version` did not answer in 30 s.", claude_bin)
-        return None
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    version = out.decode().strip().split(" ")[0] or None
-    logger.info("Claude Code CLI %s at %s", version, claude_bin)
-    return version
-
-
 def _flush_each_line() -> None:
     """Log lines appear as they happen wherever they go: redirected to a file, Python would hold them in a buffer
     until exit (unless PYTHONUNBUFFERED is set, as the service does and a user's `> bridge.log` does not)."""
@@ -363,6 +350,10 @@ def _exposure_problem() -> str | None:
         "reach it could use your Claude subscription. Set one with --set bridge_access_key=KEY (clients send it "
         "as their API key), or listen on loopback (--listen-host 127.0.0.1)."
     )
+
+
+def _confdir() -> Path:
+    return Path(ctx.options.confdir).expanduser()
 
 
 def _keys_required() -> bool:

@@ -36,6 +36,8 @@ class Bridged:
     model: str
     report: TurnReport
     stream: bool
+    tools: bool
+    """Whether the client offered tools (the CLI must then serve tool calls)."""
 
 
 @dataclass
@@ -103,4 +105,4 @@ def _bridged(
     parked: backend.Job = (
         backend.StreamJob(lambda: stream(report), framing) if job.stream else backend.JsonJob(lambda: answer(report))
     )
-    return Bridged(parked, job.requested_model, report, job.stream)
+    return Bridged(parked, job.requested_model, report, job.stream, bool(job.invocation.tools))

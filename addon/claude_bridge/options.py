@@ -166,6 +166,14 @@ OPTIONS = (
     ),
     Option("claude_bin", str, "claude", "The Claude Code CLI to run."),
     Option(
+        "claude_probe",
+        bool,
+        True,
+        "Check a CLI version the bridge has not run before, at start: a few seconds against a loopback stand-in "
+        "of the API (nothing billed), the verdict kept in CONFDIR/claude-compat.json. A broken capability falls "
+        "back (history flattened, live sessions off) or refuses the requests that need it, saying why.",
+    ),
+    Option(
         "claude_pool_size",
         int,
         2,
