@@ -17,7 +17,7 @@ from mitmproxy import http
 
 from . import backend
 from .openai.errors import OpenAIError
-from .report import TurnReport
+from .report import RECORD_KEY, TurnReport
 
 FLUSH_GRACE = 2.0
 
@@ -54,9 +54,16 @@ class BridgedFlow:
             self.body += data
         elif self.flow.response is not None and self.report is not None:
             self.flow.response.content = bytes(self.body)
-            self.flow.comment = self.report.summary()
+            self.label()
             self.flow.marked = ":bridge_at_night:"
         return data
+
+    def label(self) -> None:
+        """The run's summary as the flow's comment, and its record for the content views (saved with the flow)."""
+        if self.report is not None:
+            record = self.report.record()
+            self.flow.comment = record.summary()
+            self.flow.metadata[RECORD_KEY] = record.model_dump(mode="json")
 
 
 class Diversions:

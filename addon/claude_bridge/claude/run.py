@@ -40,11 +40,14 @@ class ClaudeRun:
         settings: ClaudeSettings,
         served: str,
         live: LiveSession | None = None,
+        ready: float | None = None,
     ) -> None:
         self.claude = claude
         self.invocation = invocation
         self.settings = settings
         self.served = served  # "a new CLI", "a warm CLI" or "the live session"
+        # When the process could start on this turn (time.monotonic()); a new one's is its init event, read later.
+        self.ready = ready
         self.claude_model = live.claude_model if live else None
         self.cost_before = live.cost_so_far if live else 0.0
         self.cost_after = self.cost_before

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -106,7 +107,7 @@ class ClaudeRunner:
     async def _begin(self, invocation: ClaudeInvocation, caller: str) -> ClaudeRun:
         live = self.sessions.take(session.continuing_key(invocation, caller))
         if live is not None:
-            run = ClaudeRun(live.claude, invocation, self.settings, "the live session", live)
+            run = ClaudeRun(live.claude, invocation, self.settings, "the live session", live, time.monotonic())
             try:
                 await run.begin()
                 return run
@@ -119,7 +120,8 @@ class ClaudeRunner:
         if warm is None:
             self._make_room()
         claude = warm or await start(invocation, self.settings)
-        run = ClaudeRun(claude, invocation, self.settings, "a warm CLI" if warm else "a new CLI")
+        ready = time.monotonic() if warm else None  # a new process is ready at its init event
+        run = ClaudeRun(claude, invocation, self.settings, "a warm CLI" if warm else "a new CLI", ready=ready)
         try:
             await run.begin()
         except BaseException:

@@ -89,7 +89,7 @@ async def turn(
     """
     try:
         async with runner.run(invocation, caller) as run, contextlib.aclosing(run.events()) as stream:
-            report.served, report.claude_model = run.served, run.claude_model
+            report.served, report.claude_model, report.ready = run.served, run.claude_model, run.ready
             reader = _Reader(
                 report,
                 invocation,
@@ -215,6 +215,7 @@ class _Reader:
                     yield self._end("end_turn")
             case events.SystemInit(model=model, mcp_servers=servers, tools=tools):
                 report.claude_model = model
+                report.ready = report.ready or time.monotonic()
                 if self._tools and not any(s.name == mcp.SERVER_NAME and s.status == "connected" for s in servers):
                     raise errors.cli_failed("the CLI could not list the request's tools")
                 if self._structured and tools is not None and STRUCTURED_OUTPUT not in tools:
