@@ -38,6 +38,7 @@ from .spending import Spending, overage_warning
 from .translate.model_map import ModelMap
 from .translate.responses import ResponseStore
 from .upstream import Upstream
+from .views import ContentViews
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +50,8 @@ class ClaudeBridge:
         self.upstream = Upstream(self.diversions.backend.serves)
         self.runner = ClaudeRunner()
         self.spending = Spending(self.runner)
-        self.addons = [self.listeners, self.upstream]  # mitmproxy calls a child addon's hooks too, after the parent's
+        # mitmproxy calls a child addon's hooks too, after the parent's.
+        self.addons = [self.listeners, self.upstream, ContentViews()]
         self.jobs = Jobs(ModelMap.from_entries([]), self.runner, ResponseStore(capacity=1000))
         self.cli = CliCheck()
         self._running = False

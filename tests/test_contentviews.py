@@ -1,0 +1,245 @@
+"""The content views on real bridged flows (saved by a running bridge) and on bodies made to be broken.
+
+Rendering goes through mitmproxy's own `contentviews.prettify_message` with view "auto", as mitmweb and mitmdump
+call it, so each test also shows which view mitmproxy picked.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import openai
+import pytest
+from mitmproxy import contentviews, http, io
+from mitmproxy.test import taddons, tflow
+
+from claude_bridge.views import ContentViews
+from fake_anthropic import FakeAnthropic, Reply, ToolUse
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather for a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "unit": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+PARIS = {"city": "Paris", "unit": "c"}
+PIXEL = (  # an 8x8 PNG of 75 bytes
+    "data:image/png;base64,"
+    "iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAIAAABLbSncAAAAEklEQVR4nGP4z8CAFWEXHbQSACj/P8Fu7N9hAAAAAElFTkSuQmCC"
+)
+
+
+@pytest.fixture(autouse=True)
+def views() -> Iterator[None]:
+    with taddons.context():
+        ContentViews().load(None)
+        yield
+
+
+def shown(message: http.Message, flow: http.HTTPFlow) -> tuple[str | None, str]:
+    """The view mitmproxy picks for `message` on its own, and the text it shows."""
+    pretty = contentviews.prettify_message(message, flow)
+    return pretty.view_name, pretty.text
+
+
+@pytest.fixture(scope="module")
+def flows(start_bridge, fake_server: FakeAnthropic, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One bridged flow of each kind, as the bridge saved them, and the CLI's Anthropic request for the tool call."""
+    saved = tmp_path_factory.mktemp("flows") / "flows.mitm"
+    fake_server.reset()
+    bridge = start_bridge(f"save_stream_file={saved}")
+    client = bridge.client()
+    ask = [{"role": "system", "content": "Be brief."},
+           {"role": "user", "content": [{"type": "text", "text": "weather in Paris?"},
+                                        {"type": "image_url", "image_url": {"url": PIXEL}}]}]  # fmt: skip
+    fake_server.enqueue(ToolUse((("get_weather", PARIS),), text="Let me check."))
+    list(client.chat.completions.create(model="gpt-4o", messages=ask, tools=[WEATHER], stream=True, temperature=0.2))
+    anthropic_request = fake_server.requests[-1].body
+    fake_server.enqueue(Reply(("Sunny", " in Paris.")), Reply(("plain answer",)), Reply(("once", " upon")))
+    list(client.responses.create(model="gpt-4o", input="weather?", instructions="Be brief.", stream=True))
+    client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "n"}])
+    # Not strict: the SDK's own type refuses the `finish_reason: null` that OpenAI sends mid-stream.
+    lenient = openai.OpenAI(base_url=bridge.url + "/v1", api_key=bridge.api_key, max_retries=0)
+    list(lenient.completions.create(model="gpt-3.5-turbo-instruct", prompt="Once", stream=True, max_tokens=50))
+    fake_server.enqueue(ToolUse((("get_weather", PARIS),)))
+    client.responses.create(model="gpt-4o", input="weather?", tools=[{"type": "function", **WEATHER["function"]}])
+    bridge.stop()
+    fake_server.reset()
+    with saved.open("rb") as f:
+        bridged = [flow for flow in io.FlowReader(f).stream() if flow.request.path.startswith("/v1/")]
+    names = ["chat tool stream", "responses stream", "chat", "legacy stream", "responses tool call"]
+    assert len(bridged) == len(names)
+    return dict(zip(names, bridged, strict=True)) | {"anthropic request": anthropic_request}
+
+
+def test_a_streamed_chat_request_reads_as_a_conversation(flows):
+    flow = flows["chat tool stream"]
+    view, text = shown(flow.request, flow)
+    assert view == "OpenAI"
+    assert text.startswith("Chat Completions request for gpt-4o, streamed\n")
+    assert "── system ─" in text and "  Be brief." in text
+    assert "── user ─" in text and "  weather in Paris?" in text
+    assert "[image: image/png, 75 B inline]" in text
+    assert "iVBOR" not in text, "an image's bytes are never shown"
+    assert "tools offered: 1" in text and "get_weather(city*, unit): Current weather for a city" in text
+    assert "not used by the bridge: temperature" in text
+    assert "sk-test" not in text and "Bearer" not in text
+
+
+def test_a_streamed_tool_call_is_assembled_with_its_arguments(flows):
+    flow = flows["chat tool stream"]
+    view, text = shown(flow.response, flow)
+    assert view == "OpenAI"
+    assert "── answer ─" in text and "  Let me check." in text
+    call = text.split("── tool call get_weather (")[1]
+    arguments = call.split("\n", 1)[1].split("\n\n")[0]
+    assert json.loads(arguments) == PARIS
+    assert '  "city": "Paris",' in arguments, "pretty-printed"
+    assert "finish reason: tool_calls" in text
+    assert "the stream ends" not in text and "not read" not in text
+
+
+def test_the_answer_starts_with_what_the_run_did(flows):
+    flow = flows["chat tool stream"]
+    _, text = shown(flow.response, flow)
+    first, timing, tokens = text.splitlines()[:3]
+    assert first.startswith("claude-bridge: claude-sonnet-5-5 finished (tool_use), served by a new CLI")
+    assert re.fullmatch(r"first token (\d+) ms \(CLI start-up (\d+) ms, then the API (\d+) ms\); \d+ ms in all", timing)
+    assert re.fullmatch(r"tokens in \d+ \(cache read \d+, written \d+\) out \d+; cost \$\d+\.\d{4}", tokens)
+    # The comment says the same in one line.
+    assert re.search(r" by a new CLI; .* first token \d+ ms \(start-up \d+ \+ API \d+\)$", flow.comment), flow.comment
+
+
+def test_a_responses_stream_is_assembled(flows):
+    flow = flows["responses stream"]
+    _, request = shown(flow.request, flow)
+    assert request.startswith("Responses request for gpt-4o, streamed\n")
+    assert "── instructions ─" in request and "── user ─" in request and "  weather?" in request
+    view, text = shown(flow.response, flow)
+    assert view == "OpenAI"
+    assert "Responses answer from gpt-4o, streamed in" in text
+    assert "status: completed" in text
+    assert "  Sunny in Paris." in text
+    assert re.search(r"usage: input \d+ \(cached \d+, cache write \d+\) · output \d+", text)
+
+
+def test_a_responses_tool_call_not_streamed(flows):
+    flow = flows["responses tool call"]
+    _, request = shown(flow.request, flow)
+    assert "get_weather(city*, unit)" in request
+    _, text = shown(flow.response, flow)
+    assert "not streamed" in text
+    assert "── tool call get_weather (call_" in text or "── tool call get_weather (toolu_" in text
+    assert '"unit": "c"' in text
+
+
+def test_a_chat_answer_not_streamed(flows):
+    flow = flows["chat"]
+    view, text = shown(flow.response, flow)
+    assert view == "OpenAI"
+    assert "Chat Completions answer from gpt-4o, not streamed" in text
+    assert "  plain answer" in text and "finish reason: stop" in text
+    assert re.search(r"usage: prompt \d+ \(cached \d+\) · completion \d+ \(reasoning 0\) · total \d+", text)
+
+
+def test_a_legacy_completion_stream(flows):
+    flow = flows["legacy stream"]
+    _, request = shown(flow.request, flow)
+    assert request.startswith("Completions (legacy) request for gpt-3.5-turbo-instruct, streamed\nmax_tokens 50")
+    assert "── prompt ─" in request and "  Once" in request
+    _, text = shown(flow.response, flow)
+    assert "  once upon" in text and "finish reason: stop" in text
+
+
+def test_the_clis_anthropic_request_shows_its_blocks_and_cache_breakpoints(flows, fake_server):
+    flow = anthropic_flow(flows["anthropic request"], fake_server)
+    view, text = shown(flow.request, flow)
+    assert view == "Anthropic Messages"
+    assert text.startswith("Anthropic Messages request for claude-sonnet-5-5, streamed\n")
+    assert "── system block 0 ─" in text
+    assert "  Be brief." in text
+    assert "── user (message 0) ─" in text and "  weather in Paris?" in text
+    assert "[image: image/png, 75 B inline]" in text
+    assert "mcp__app__get_weather(city, unit): Current weather for a city" in text
+    breakpoints = re.findall(r"▲ cache breakpoint (\d+) \(ephemeral", text)
+    assert breakpoints and breakpoints == [str(n) for n in range(1, len(breakpoints) + 1)]
+    assert f"cache breakpoints: {len(breakpoints)} (system block" in text
+
+
+def test_an_anthropic_stream_is_assembled_with_its_usage(flows, fake_server):
+    flow = anthropic_flow(flows["anthropic request"], fake_server)
+    view, text = shown(flow.response, flow)
+    assert view == "Anthropic Messages"
+    assert "Anthropic Messages answer from claude-sonnet-5-5, streamed in" in text
+    assert "── text ─" in text and "  Let me check." in text
+    tool_use = text.split("── tool_use mcp__app__get_weather (")[1].split("\n", 1)[1].split("\n\n")[0]
+    assert json.loads(tool_use) == PARIS
+    assert "stop reason: tool_use" in text
+    assert re.search(r"usage: input \d+ · cache read \d+ · cache written \d+.* · output \d+", text)
+
+
+def test_an_anthropic_answer_not_streamed(flows, fake_server):
+    flow = anthropic_flow({**flows["anthropic request"], "stream": False}, fake_server)
+    _, text = shown(flow.response, flow)
+    assert "not streamed" in text and "  Let me check." in text and '"city": "Paris"' in text
+
+
+def anthropic_flow(body: dict[str, Any], fake: FakeAnthropic) -> http.HTTPFlow:
+    """A flow of the CLI's request sent again to the fake API, which answers with the same tool call."""
+    fake.enqueue(ToolUse((("get_weather", PARIS),), text="Let me check."))
+    data = json.dumps(body).encode()
+    headers = {"content-type": "application/json", "authorization": "Bearer sk-ant-oat01-secret"}
+    with urllib.request.urlopen(urllib.request.Request(fake.url + "/v1/messages?beta=true", data, headers)) as answer:
+        status, answer_headers, answer_body = answer.status, dict(answer.headers.items()), answer.read()
+    flow = tflow.tflow(
+        req=http.Request.make("POST", fake.url + "/v1/messages?beta=true", data, headers),
+        resp=http.Response.make(status, answer_body, answer_headers),
+    )
+    return flow
+
+
+MALFORMED = [
+    ("/v1/chat/completions", b'{"model": "gpt-4o", "messages": []}', None),
+    ("/v1/chat/completions", b"{not json", None),
+    ("/v1/chat/completions", b"\xff\xfe", None),
+    ("/v1/responses", b'{"model": "gpt-4o"}', None),
+    ("/v1/messages", b'{"model": "claude", "messages": "hi"}', None),
+    ("/v1/chat/completions", None, b'{"id": 1}'),
+    ("/v1/chat/completions", None, b"data: {}\n\ndata: [oops\n\n"),
+    ("/v1/messages", None, b"event: message_start\ndata: {\n\n"),
+    ("/v1/messages", None, b"\x89PNG\r\n"),
+]
+
+
+@pytest.mark.parametrize(("path", "request_body", "response_body"), MALFORMED)
+def test_malformed_bodies_fall_back_to_mitmproxys_views(path, request_body, response_body):
+    content_type = "text/event-stream" if response_body and b"data:" in response_body else "application/json"
+    flow = tflow.tflow(
+        req=http.Request.make("POST", "https://api.openai.com" + path, request_body or b"{}"),
+        resp=http.Response.make(200, response_body or b"{}", {"content-type": content_type}),
+    )
+    message = flow.request if request_body is not None else flow.response
+    view, _ = shown(message, flow)
+    assert view not in ("OpenAI", "Anthropic Messages")
+    chosen = contentviews.registry["openai" if path != "/v1/messages" else "anthropic messages"]
+    text = chosen.prettify(message.content, contentviews.make_metadata(message, flow))
+    assert text.startswith(f"{chosen.name} cannot read this body: ")
+
+
+def test_other_flows_keep_mitmproxys_views():
+    flow = tflow.tflow(
+        req=http.Request.make("POST", "https://example.com/v1/chat/completions/x", b'{"model": "m", "messages": []}'),
+        resp=http.Response.make(200, b'{"a": 1}', {"content-type": "application/json"}),
+    )
+    assert shown(flow.request, flow)[0] != "OpenAI"
+    assert shown(flow.response, flow)[0] == "JSON"
