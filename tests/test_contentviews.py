@@ -7,9 +7,13 @@ call it, so each test also shows which view mitmproxy picked.
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -18,7 +22,11 @@ from mitmproxy import contentviews, http, io
 from mitmproxy.test import taddons, tflow
 
 from claude_bridge.views import ContentViews
+from conftest import ROOT
 from fake_anthropic import FakeAnthropic, Reply, ToolUse
+
+Json = dict[str, Any]
+BRIDGE_SCRIPT = ROOT / "addon" / "bridge.py"
 
 WEATHER = {
     "type": "function",
@@ -53,8 +61,8 @@ def shown(message: http.Message, flow: http.HTTPFlow) -> tuple[str | None, str]:
 
 
 @pytest.fixture(scope="module")
-def flows(start_bridge, fake_server: FakeAnthropic, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """One bridged flow of each kind, as the bridge saved them, and the CLI's Anthropic request for the tool call."""
+def saved(start_bridge, fake_server: FakeAnthropic, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Json]:
+    """A flow file a bridge saved with one flow of each kind, and the CLI's Anthropic request for the tool call."""
     saved = tmp_path_factory.mktemp("flows") / "flows.mitm"
     fake_server.reset()
     bridge = start_bridge(f"save_stream_file={saved}")
@@ -75,11 +83,17 @@ def flows(start_bridge, fake_server: FakeAnthropic, tmp_path_factory: pytest.Tem
     client.responses.create(model="gpt-4o", input="weather?", tools=[{"type": "function", **WEATHER["function"]}])
     bridge.stop()
     fake_server.reset()
-    with saved.open("rb") as f:
+    return saved, anthropic_request
+
+
+@pytest.fixture(scope="module")
+def flows(saved: tuple[Path, Json]) -> dict[str, Any]:
+    """The saved flows by what they are, and the Anthropic request."""
+    with saved[0].open("rb") as f:
         bridged = [flow for flow in io.FlowReader(f).stream() if flow.request.path.startswith("/v1/")]
     names = ["chat tool stream", "responses stream", "chat", "legacy stream", "responses tool call"]
     assert len(bridged) == len(names)
-    return dict(zip(names, bridged, strict=True)) | {"anthropic request": anthropic_request}
+    return dict(zip(names, bridged, strict=True)) | {"anthropic request": saved[1]}
 
 
 def test_a_streamed_chat_request_reads_as_a_conversation(flows):
@@ -243,3 +257,16 @@ def test_other_flows_keep_mitmproxys_views():
     )
     assert shown(flow.request, flow)[0] != "OpenAI"
     assert shown(flow.response, flow)[0] == "JSON"
+
+
+def test_mitmdump_shows_the_views_in_its_flow_detail(saved, tmp_path):
+    """`mitmdump -r` of a saved file with the bridge's script loaded: its flow detail is the views' text."""
+    argv = [str(Path(sys.executable).parent / "mitmdump"), "-n", "-r", str(saved[0]), "-s", str(BRIDGE_SCRIPT)]
+    argv += ["--flow-detail", "3", "--listen-host", "127.0.0.1", "--set", f"confdir={tmp_path}"]
+    shown = subprocess.run(argv, capture_output=True, text=True, timeout=60, env={**os.environ, "HOME": str(tmp_path)})
+    assert shown.returncode == 0, shown.stderr
+    assert "    Chat Completions request for gpt-4o, streamed" in shown.stdout
+    assert "    ── tool call get_weather (" in shown.stdout
+    assert '        "city": "Paris",' in shown.stdout
+    assert "    Completions answer from gpt-3.5-turbo-instruct, streamed in" in shown.stdout
+    assert "data: " not in shown.stdout, "no raw stream where a view reads it"
