@@ -199,6 +199,7 @@ def test_an_anthropic_stream_is_assembled_with_its_usage(flows, fake_server):
     tool_use = text.split("── tool_use mcp__app__get_weather (")[1].split("\n", 1)[1].split("\n\n")[0]
     assert json.loads(tool_use) == PARIS
     assert "stop reason: tool_use" in text
+    assert "sk-ant-oat01-secret" not in text + shown(flow.request, flow)[1], "headers are never shown"
     assert re.search(r"usage: input \d+ · cache read \d+ · cache written \d+.* · output \d+", text)
 
 
@@ -220,6 +221,37 @@ def anthropic_flow(body: dict[str, Any], fake: FakeAnthropic) -> http.HTTPFlow:
         resp=http.Response.make(status, answer_body, answer_headers),
     )
     return flow
+
+
+def constructed(path: str, body: bytes, content_type: str, status: int = 200) -> tuple[str | None, str]:
+    flow = tflow.tflow(
+        req=http.Request.make("POST", "https://api.openai.com" + path, b"{}"),
+        resp=http.Response.make(status, body, {"content-type": content_type}),
+    )
+    return shown(flow.response, flow)
+
+
+def test_an_error_answer_reads_as_the_error():
+    error = {"error": {"message": "Rate limited.", "type": "rate_limit_error", "param": None, "code": "rate_limit"}}
+    view, text = constructed("/v1/chat/completions", json.dumps(error).encode(), "application/json", 429)
+    assert view == "OpenAI"
+    assert text.startswith("Chat Completions error, not streamed\n")
+    assert "rate_limit_error, rate_limit: Rate limited." in text
+
+
+def test_a_stream_that_breaks_off_says_so():
+    chunk = {"id": "c", "created": 1, "model": "gpt-4o", "choices": [{"index": 0, "delta": {"content": "Hal"}}]}
+    body = f"data: {json.dumps(chunk)}\n\n".encode()
+    view, text = constructed("/v1/chat/completions", body, "text/event-stream")
+    assert view == "OpenAI"
+    assert "  Hal" in text
+    assert "the stream ends without its last event: the answer was cut short" in text
+    error = {"error": {"message": "The Claude API stream broke off.", "type": "server_error"}}
+    view, text = constructed(
+        "/v1/chat/completions", body + f"data: {json.dumps(error)}\n\n".encode(), "text/event-stream"
+    )
+    assert "── error ─" in text and "server_error: The Claude API stream broke off." in text
+    assert "cut short" not in text, "the error ends it"
 
 
 MALFORMED = [

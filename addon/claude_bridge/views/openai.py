@@ -22,8 +22,7 @@ class OpenAIView(BridgeView):
             return None
         if isinstance(message, http.Request):
             return openai_request.render(endpoint, data)
-        answer = openai_answer.render(endpoint, data, content_type(message))
-        return answer and run_lines(flow) + answer
+        return run_lines(flow) + openai_answer.render(endpoint, data, content_type(message))
 
 
 def run_lines(flow: http.HTTPFlow) -> str:

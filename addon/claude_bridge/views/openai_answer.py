@@ -55,9 +55,8 @@ class Answer:
         return self.choices.setdefault(index, Choice())
 
 
-def render(endpoint: Endpoint, data: bytes, content_type: str | None) -> str | None:
-    if endpoint not in _KIND:
-        return None
+def render(endpoint: Endpoint, data: bytes, content_type: str | None) -> str:
+    """The answer of a Chat Completions, Responses or legacy completions request, or the error it got."""
     streamed = content_type == "text/event-stream"
     answer = Answer()
     if streamed:
@@ -245,7 +244,10 @@ def _response(response: responses.Response, answer: Answer) -> None:
 def _page(endpoint: Endpoint, answer: Answer, streamed: bool) -> Page:
     page = Page()
     how = f"streamed in {answer.events} events" if streamed else "not streamed"
-    page.line(f"{_KIND[endpoint]} answer from {answer.model or 'an unnamed model'}, {how}")
+    if answer.choices or answer.model:
+        page.line(f"{_KIND[endpoint]} answer from {answer.model or 'an unnamed model'}, {how}")
+    else:
+        page.line(f"{_KIND[endpoint]} error, {how}")
     if answer.status:
         page.line(f"status: {answer.status}")
     for index, choice in sorted(answer.choices.items()):
