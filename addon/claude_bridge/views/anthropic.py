@@ -326,18 +326,24 @@ def _answer_page(reply: _Reply, streamed: bool) -> str:
         page.block(reply.error)
     page.line()
     page.line(f"stop reason: {reply.stop_reason}" if reply.stop_reason else "no stop reason")
-    usage = reply.usage
-    ttls = "".join(
-        f", {name.removeprefix('ephemeral_').removesuffix('_input_tokens')} {count}"
-        for name, count in reply.cache_ttls.items()
-        if count
-    )
-    page.line(
-        f"usage: input {usage.input_tokens} · cache read {usage.cache_read_input_tokens} · cache written "
-        f"{usage.cache_creation_input_tokens}{f' ({ttls[2:]})' if ttls else ''} · output {usage.output_tokens}"
-    )
+    page.line(_usage_line(reply))
     if streamed and not reply.ended:
         page.line("the stream ends without message_stop: the answer was cut short")
     if reply.unread:
         page.line(f"{reply.unread} of {reply.events} events not read")
     return page.text()
+
+
+def _usage_line(reply: _Reply) -> str:
+    """Input in its three parts (uncached, read from the cache, written to it, by lifetime when told), output."""
+    usage = reply.usage
+    ttls = [
+        f"{name.removeprefix('ephemeral_').removesuffix('_input_tokens')} {count}"
+        for name, count in reply.cache_ttls.items()
+        if count
+    ]
+    lifetimes = " (" + ", ".join(ttls) + ")" if ttls else ""
+    return (
+        f"usage: input {usage.input_tokens} · cache read {usage.cache_read_input_tokens} · cache written "
+        f"{usage.cache_creation_input_tokens}{lifetimes} · output {usage.output_tokens}"
+    )
