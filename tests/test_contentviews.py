@@ -175,8 +175,8 @@ def test_a_legacy_completion_stream(flows):
     assert "  once upon" in text and "finish reason: stop" in text
 
 
-def test_the_clis_anthropic_request_shows_its_blocks_and_cache_breakpoints(flows, fake_server):
-    flow = anthropic_flow(flows["anthropic request"], fake_server)
+def test_the_clis_anthropic_request_shows_its_blocks_and_cache_breakpoints(flows, fake):
+    flow = anthropic_flow(flows["anthropic request"], fake.server)
     view, text = shown(flow.request, flow)
     assert view == "Anthropic Messages"
     assert text.startswith("Anthropic Messages request for claude-sonnet-5-5, streamed\n")
@@ -190,8 +190,8 @@ def test_the_clis_anthropic_request_shows_its_blocks_and_cache_breakpoints(flows
     assert f"cache breakpoints: {len(breakpoints)} (system block" in text
 
 
-def test_an_anthropic_stream_is_assembled_with_its_usage(flows, fake_server):
-    flow = anthropic_flow(flows["anthropic request"], fake_server)
+def test_an_anthropic_stream_is_assembled_with_its_usage(flows, fake):
+    flow = anthropic_flow(flows["anthropic request"], fake.server)
     view, text = shown(flow.response, flow)
     assert view == "Anthropic Messages"
     assert "Anthropic Messages answer from claude-sonnet-5-5, streamed in" in text
@@ -200,18 +200,21 @@ def test_an_anthropic_stream_is_assembled_with_its_usage(flows, fake_server):
     assert json.loads(tool_use) == PARIS
     assert "stop reason: tool_use" in text
     assert "sk-ant-oat01-secret" not in text + shown(flow.request, flow)[1], "headers are never shown"
-    assert re.search(r"usage: input \d+ · cache read \d+ · cache written \d+.* · output \d+", text)
+    usage = re.search(r"usage: input \d+ · cache read (\d+) · cache written (\d+) (\(1h \d+\) )?· output \d+", text)
+    assert usage and int(usage[1]) + int(usage[2]) > 0, text
 
 
-def test_an_anthropic_answer_not_streamed(flows, fake_server):
-    flow = anthropic_flow({**flows["anthropic request"], "stream": False}, fake_server)
+def test_an_anthropic_answer_not_streamed(flows, fake):
+    flow = anthropic_flow({**flows["anthropic request"], "stream": False}, fake.server)
     _, text = shown(flow.response, flow)
     assert "not streamed" in text and "  Let me check." in text and '"city": "Paris"' in text
 
 
 def anthropic_flow(body: dict[str, Any], fake: FakeAnthropic) -> http.HTTPFlow:
-    """A flow of the CLI's request sent again to the fake API, which answers with the same tool call."""
+    """A flow of the CLI's request sent again to the fake API, which answers with the same tool call (the `fake`
+    fixture's reset restores the cache's minimum)."""
     fake.enqueue(ToolUse((("get_weather", PARIS),), text="Let me check."))
+    fake.cache.min_tokens = 0  # a short prompt cached, so the usage has cache writes (or, sent again, reads) to show
     data = json.dumps(body).encode()
     headers = {"content-type": "application/json", "authorization": "Bearer sk-ant-oat01-secret"}
     with urllib.request.urlopen(urllib.request.Request(fake.url + "/v1/messages?beta=true", data, headers)) as answer:
