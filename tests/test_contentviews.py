@@ -234,6 +234,64 @@ def constructed(path: str, body: bytes, content_type: str, status: int = 200) ->
     return shown(flow.response, flow)
 
 
+def request_view(path: str, body: Json) -> tuple[str | None, str]:
+    flow = tflow.tflow(req=http.Request.make("POST", "https://api.openai.com" + path, json.dumps(body).encode()))
+    return shown(flow.request, flow)
+
+
+def test_a_chat_request_shows_its_tool_loop_settings_and_response_format():
+    schema = {"type": "object", "properties": {"sky": {"type": "string"}}}
+    call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}
+    view, text = request_view(
+        "/v1/chat/completions",
+        {
+            "model": "gpt-4o",
+            "messages": [
+                {"role": "user", "content": "weather?"},
+                {"role": "assistant", "content": None, "tool_calls": [call]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+            ],
+            "stop": ["END"],
+            "reasoning_effort": "low",
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "sky", "strict": True, "schema": schema},
+            },
+            "seed": 7,
+        },
+    )
+    assert view == "OpenAI"
+    assert text.splitlines()[1] == 'stop ["END"] · reasoning_effort low'
+    assert '  → calls get_weather (call_1)\n    {\n      "city": "Paris"\n    }' in text
+    assert "── tool, result of call_1 ─" in text and "  sunny" in text
+    assert "── response format: json_schema sky (strict) ─" in text and '"sky": {' in text
+    assert "not used by the bridge: seed" in text
+
+
+def test_a_responses_request_shows_its_input_items():
+    view, text = request_view(
+        "/v1/responses",
+        {
+            "model": "gpt-4o",
+            "previous_response_id": "resp_1",
+            "input": [
+                {"role": "user", "content": [{"type": "input_text", "text": "what is this?"},
+                                             {"type": "input_image", "image_url": PIXEL, "detail": "low"}]},
+                {"type": "function_call", "call_id": "call_2", "name": "look", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "call_2", "output": "a pixel"},
+                {"type": "reasoning", "summary": []},
+            ],
+            "tools": [{"type": "web_search"}],
+        },
+    )  # fmt: skip
+    assert view == "OpenAI"
+    assert text.splitlines()[:2] == ["Responses request for gpt-4o, not streamed", "previous_response_id resp_1"]
+    assert "[image: image/png, 75 B inline, detail low]" in text
+    assert "  → calls look (call_2)" in text and "── tool, result of call_2 ─" in text and "  a pixel" in text
+    assert "── reasoning item (not used) ─" in text
+    assert "── tools offered: 1 ─" in text and "  web_search (a hosted tool: not served)" in text
+
+
 def test_an_error_answer_reads_as_the_error():
     error = {"error": {"message": "Rate limited.", "type": "rate_limit_error", "param": None, "code": "rate_limit"}}
     view, text = constructed("/v1/chat/completions", json.dumps(error).encode(), "application/json", 429)

@@ -118,10 +118,15 @@ def _call(page: Page, name: str, call_id: str, arguments: str) -> None:
     page.block(pretty_json(arguments), 4)
 
 
-def _tools(page: Page, tools: list[tuple[str, str | None, dict[str, Any] | None]]) -> None:
-    if not tools:
+def _tools(
+    page: Page, tools: list[tuple[str, str | None, dict[str, Any] | None]], hosted: tuple[str, ...] = ()
+) -> None:
+    """One line a tool: its name, its arguments (* required) and its description."""
+    if not tools and not hosted:
         return
-    page.section(f"tools offered: {len(tools)}")
+    page.section(f"tools offered: {len(tools) + len(hosted)}")
+    for kind in hosted:
+        page.line(f"{kind} (a hosted tool: not served)", 2)
     for name, description, parameters in tools:
         properties = (parameters or {}).get("properties") or {}
         required = set((parameters or {}).get("required") or ())
@@ -154,10 +159,8 @@ def _responses(page: Page, params: responses.ResponseCreateParams) -> None:
         for item in params.input:
             _input_item(page, item)
     functions = [tool for tool in params.tools or () if isinstance(tool, responses.FunctionToolParam)]
-    _tools(page, [(tool.name, tool.description, tool.parameters) for tool in functions])
-    for tool in params.tools or ():
-        if isinstance(tool, responses.OtherToolParam):
-            page.line(f"{tool.type} (a hosted tool: not served)", 2)
+    hosted = tuple(tool.type for tool in params.tools or () if isinstance(tool, responses.OtherToolParam))
+    _tools(page, [(tool.name, tool.description, tool.parameters) for tool in functions], hosted)
     match params.text.format if params.text else None:
         case responses.ResponseFormatTextJSONSchemaConfigParam(name=name, strict=strict, schema_=schema):
             _schema(page, name, strict, schema)
