@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Tag
 
 from ..claude.events import ContentBlock, Message, Usage
 from . import sse
-from .page import Page, base64_size, pretty_json
+from .page import Page, base64_size, first_line, pretty_json
 from .view import BridgeView, content_type
 
 PATH = "/v1/messages"
@@ -156,7 +156,7 @@ def _request(params: MessageCreateParams) -> str:
         page.section(f"tools: {len(params.tools)}")
         for tool in params.tools:
             properties = ", ".join((tool.input_schema or {}).get("properties") or {})
-            about = f": {_first_line(tool.description)}" if tool.description else ""
+            about = f": {first_line(tool.description)}" if tool.description else ""
             page.line(f"{tool.name}({properties}){about}", 2)
             marks.mark(page, tool.cache_control, f"tool {tool.name}", 4)
     system = (
@@ -204,11 +204,6 @@ def _image(source: dict[str, Any]) -> str:
     if source.get("type") == "base64":
         return f"{source.get('media_type', 'unknown type')}, {base64_size(str(source.get('data', '')))} inline"
     return str(source.get("url") or source.get("file_id") or source.get("type"))
-
-
-def _first_line(text: str) -> str:
-    line = text.strip().split("\n", 1)[0]
-    return line if len(line) <= 120 else line[:120] + "…"
 
 
 # --- answer ----------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from ..openai import chat, completions, responses
 from ..routes import Endpoint
-from .page import Page, image_url, pretty_json
+from .page import Page, first_line, image_url, pretty_json
 
 
 def render(endpoint: Endpoint, data: bytes) -> str | None:
@@ -131,7 +131,7 @@ def _tools(
         properties = (parameters or {}).get("properties") or {}
         required = set((parameters or {}).get("required") or ())
         arguments = ", ".join(f"{key}{'*' if key in required else ''}" for key in properties)
-        page.line(f"{name}({arguments})" + (f": {description}" if description else ""), 2)
+        page.line(f"{name}({arguments})" + (f": {first_line(description)}" if description else ""), 2)
 
 
 def _schema(page: Page, name: str, strict: bool | None, schema: dict[str, Any] | None) -> None:

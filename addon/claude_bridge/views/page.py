@@ -62,3 +62,9 @@ def image_url(url: str) -> str:
         media_type = header.removeprefix("data:").split(";")[0] or "unknown type"
         return f"{media_type}, {base64_size(data) if header.endswith(';base64') else size(len(data))} inline"
     return url if len(url) <= 200 else url[:200] + "…"
+
+
+def first_line(text: str) -> str:
+    """A tool's description in a list of tools: its first line, cut at 120 characters."""
+    line = text.strip().split("\n", 1)[0]
+    return line if len(line) <= 120 else line[:120] + "…"
