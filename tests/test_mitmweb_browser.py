@@ -163,10 +163,11 @@ def test_mitmweb_lists_the_bridged_flow_with_its_answer_and_comment(start_bridge
     assert text.splitlines()[0] == "Chat Completions request for gpt-4o, streamed"
     assert "hello browser" in text.split("── user ")[1]
 
-    # Comment: the bridge's one-line summary of the run, time to first token split at the CLI's start.
+    # Comment: the bridge's one-line summary of the run, time to first token split at the CLI's start (and, as
+    # the bridge's first run, the plan's limits the CLI reported).
     assert re.match(
         r"claude-bridge: claude-[\w.-]+ finished \(end_turn\) by a new CLI; .*first token \d+ ms "
-        r"\(start-up \d+ \+ API \d+\)$",
+        r"\(start-up \d+ \+ API \d+\)(; plan limits: allowed)?$",
         comment(browser),
     ), comment(browser)
 

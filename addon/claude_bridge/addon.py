@@ -31,7 +31,6 @@ from .divert import BridgedFlow, Diversions
 from .jobs import Bridged, Jobs
 from .ledger import LedgerError
 from .openai.errors import OpenAIError
-from .report import Outcome
 from .requestlog import JsonFormatter, RequestLine
 from .routes import Endpoint
 from .spending import Spending, overage_warning
@@ -260,12 +259,7 @@ class ClaudeBridge:
             if _unread(flow):
                 self._log_request(flow, None)
             return
-        if bridged.report is not None:  # not a refusal, which keeps its comment
-            if flow.response is not None:
-                flow.response.content = bytes(bridged.body)  # what reached the client before the break
-            if bridged.report.outcome is Outcome.RUNNING and flow.error is not None:
-                bridged.report.end(Outcome.CUT_SHORT, flow.error.msg)
-            flow.comment = bridged.report.summary()
+        bridged.broken(flow.error.msg if flow.error else None)
         self._log_request(flow, bridged)
 
     def _log_request(self, flow: http.HTTPFlow, bridged: BridgedFlow | None) -> None:

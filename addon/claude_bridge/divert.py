@@ -17,7 +17,7 @@ from mitmproxy import http
 
 from . import backend
 from .openai.errors import OpenAIError
-from .report import RECORD_KEY, TurnReport
+from .report import RECORD_KEY, Outcome, TurnReport
 
 FLUSH_GRACE = 2.0
 
@@ -57,6 +57,17 @@ class BridgedFlow:
             self.label()
             self.flow.marked = ":bridge_at_night:"
         return data
+
+    def broken(self, why: str | None) -> None:
+        """The flow ended in an error: keep what reached the client before the break, and say what happened.
+        A refusal keeps its own comment."""
+        if self.report is None:
+            return
+        if self.flow.response is not None:
+            self.flow.response.content = bytes(self.body)
+        if self.report.outcome is Outcome.RUNNING and why:
+            self.report.end(Outcome.CUT_SHORT, why)
+        self.label()
 
     def label(self) -> None:
         """The run's summary as the flow's comment, and its record for the content views (saved with the flow)."""

@@ -138,6 +138,7 @@ class ContentBlock(_Line):
 
 class Message(_Line):
     id: str
+    model: str | None = None  # only the Anthropic content view shows it
     content: list[ContentBlock]
     stop_reason: str | None = None
     usage: Usage = Usage()
