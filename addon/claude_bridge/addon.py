@@ -20,10 +20,11 @@ from typing import Any
 from mitmproxy import ctx, exceptions, http, log
 
 from . import access, admission, apps, connections, destination, options, origins, redact, redirector, routes
+from .anthropic_leg import AnthropicLeg
 from .banner import banner
 from .body import request_body, too_large
 from .claude import rundir
-from .claude.invocation import ClaudeSettings
+from .claude.invocation import ApiProxy, ClaudeSettings
 from .claude.runner import ClaudeRunner, Limits
 from .clicheck import CliCheck
 from .destination import Claim
@@ -49,8 +50,9 @@ class ClaudeBridge:
         self.upstream = Upstream(self.diversions.backend.serves)
         self.runner = ClaudeRunner()
         self.spending = Spending(self.runner)
+        self.leg = AnthropicLeg(self.runner, self._configure_runner)
         # mitmproxy calls a child addon's hooks too, after the parent's.
-        self.addons = [self.listeners, self.upstream, ContentViews()]
+        self.addons = [self.listeners, self.upstream, ContentViews(), self.leg]
         self.jobs = Jobs(ModelMap.from_entries([]), self.runner, ResponseStore(capacity=1000))
         self.cli = CliCheck()
         self._running = False
@@ -80,7 +82,7 @@ class ClaudeBridge:
         self.jobs.kept.capacity = ctx.options.bridge_responses_kept
         self.spending.configure(ctx.options)
         if any(name.startswith("claude_") for name in updated):
-            self.runner.configure(*_run_settings(ctx.options))
+            self._configure_runner()
         if (
             "claude_allow_api_key" in updated
             and ctx.options.claude_allow_api_key
@@ -89,6 +91,9 @@ class ClaudeBridge:
             logger.warning("claude_allow_api_key is on: the CLI will bill ANTHROPIC_API_KEY, not your subscription.")
         if "claude_bin" in updated and self._running:
             self._background(self._check_cli())
+
+    def _configure_runner(self) -> None:
+        self.runner.configure(*_run_settings(ctx.options, self.leg.proxy))
 
     def _background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
@@ -226,7 +231,7 @@ class ClaudeBridge:
         if ctx.options.bridge_log_prompts:
             prompt = _body(flow).decode(errors="replace")
             logger.info("prompt of %s %s: %s", flow.request.method, flow.request.path, prompt)
-        self.diversions.divert(flow, bridged.job, bridged.model, bridged.report)
+        self.diversions.divert(flow, self.leg.on_behalf(flow, bridged.job), bridged.model, bridged.report)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         if not flow.live:
@@ -238,13 +243,14 @@ class ClaudeBridge:
         # The backend closes each connection after its answer; the client's connection should stay reusable.
         flow.response.headers.pop("Connection", None)
         flow.response.headers.update(self.spending.headers())
-        flow.response.stream = bridged.tee
+        flow.response.stream = self.leg.labelled(flow, bridged.tee)
         _let_page_read(flow)
 
     def response(self, flow: http.HTTPFlow) -> None:
         if not flow.live:
             return
         bridged = self.diversions.on_end(flow)
+        self.leg.forget(flow)  # if its stream never ended
         if bridged is None:
             if destination.claim(flow, ctx.options.bridge_hosts) is Claim.NOT_OURS:
                 return
@@ -260,6 +266,8 @@ class ClaudeBridge:
                 self._log_request(flow, None)
             return
         bridged.broken(flow.error.msg if flow.error else None)
+        if bridged.report is not None:
+            flow.comment += self.leg.links_of(flow)
         self._log_request(flow, bridged)
 
     def _log_request(self, flow: http.HTTPFlow, bridged: BridgedFlow | None) -> None:
@@ -292,7 +300,7 @@ def _unread(flow: http.HTTPFlow) -> bool:
     return True
 
 
-def _run_settings(values: Any) -> tuple[ClaudeSettings, Limits]:
+def _run_settings(values: Any, api_proxy: ApiProxy | None) -> tuple[ClaudeSettings, Limits]:
     """Settings and limits for the runs to come (warm processes and live sessions of the old ones go)."""
     settings = ClaudeSettings(
         claude_bin=_resolve_bin(values.claude_bin),
@@ -300,6 +308,7 @@ def _run_settings(values: Any) -> tuple[ClaudeSettings, Limits]:
         idle_timeout=values.claude_idle_timeout,
         total_timeout=values.claude_total_timeout,
         allow_api_key=values.claude_allow_api_key,
+        api_proxy=api_proxy,
     )
     limits = Limits(
         max_runs=values.claude_max_runs,

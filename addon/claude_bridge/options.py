@@ -123,6 +123,14 @@ OPTIONS = (
         "resolving here, as in DNS rebinding: 403).",
     ),
     Option(
+        "bridge_inspect_claude",
+        bool,
+        False,
+        "Route the Claude Code CLI's own API calls through the bridge (a proxy listener of its own on loopback, the "
+        "bridge's CA trusted by the CLI), so mitmweb shows each bridged request's Anthropic Messages calls beside "
+        "it, linked both ways in their comments. Their credentials are replaced once each call has left.",
+    ),
+    Option(
         "bridge_log_prompts",
         bool,
         False,

@@ -43,6 +43,14 @@ class ClaudeInvocation:
 
 
 @dataclass(frozen=True)
+class ApiProxy:
+    """Where the CLI's own API calls go when they are inspected: the bridge's proxy, trusted through its CA."""
+
+    url: str
+    ca_file: str
+
+
+@dataclass(frozen=True)
 class ClaudeSettings:
     """Bridge-wide: how each run goes."""
 
@@ -55,6 +63,7 @@ class ClaudeSettings:
     # The environment runs start from, as (name, value) pairs; None is the bridge's own. The compatibility probe's
     # CLI gets a temporary HOME and the loopback stand-in API instead, whatever the bridge's environment says.
     environment: tuple[tuple[str, str], ...] | None = None
+    api_proxy: ApiProxy | None = None
 
 
 # No tools, no user or project settings, no MCP servers, no slash commands, nothing saved: the CLI can only answer.
@@ -106,3 +115,24 @@ def child_env(
         env["CLAUDE_CODE_DISABLE_THINKING"] = "1"
         env["MAX_THINKING_TOKENS"] = "0"  # what older CLIs read
     return env
+
+
+# The header each CLI sends with its API calls when they are inspected, naming the process (see `proxy_env`).
+TAG_HEADER = "x-claude-bridge-cli"
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")
+
+
+def proxy_env(proxy: ApiProxy, tag: str, env: Mapping[str, str]) -> dict[str, str]:
+    """`env` with the CLI's API calls sent through the bridge's proxy, each carrying the process's `tag`.
+
+    The API's base URL stays as it was: the CLI sees no custom endpoint and sends exactly what it would send
+    uninspected (a custom ANTHROPIC_BASE_URL changes its betas and model checks). Both proxy variables, in both
+    cases, because the CLI reads either; no NO_PROXY, which could send the calls past the proxy.
+    """
+    inspected = {key: value for key, value in env.items() if key.lower() != "no_proxy"}
+    inspected.update(dict.fromkeys(_PROXY_VARIABLES, proxy.url))
+    inspected["NODE_EXTRA_CA_CERTS"] = proxy.ca_file
+    # The CLI adds these headers ("Name: Value" lines) to every API call; the bridge takes ours off before it leaves.
+    own = env.get("ANTHROPIC_CUSTOM_HEADERS", "").strip()
+    inspected["ANTHROPIC_CUSTOM_HEADERS"] = "\n".join(filter(None, (own, f"{TAG_HEADER}: {tag}")))
+    return inspected

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 from collections.abc import AsyncIterator, Coroutine
@@ -24,6 +25,12 @@ from .session import LiveSession, LiveSessions
 from .spawn import StartedClaude, start
 
 logger = logging.getLogger(__name__)
+
+on_behalf_of: contextvars.ContextVar[object | None] = contextvars.ContextVar("on_behalf_of", default=None)
+"""Whom the runs started in this task serve, as the task set it (the bridge: the request's flow). The runner keeps it
+beside the process while the run lasts (`serving`), so what the process does meanwhile, such as its API calls seen
+by the bridge's proxy, can be traced to the request. A context variable, because the request is known only several
+layers above the run; the runner never looks inside it."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,7 @@ class ClaudeRunner:
         limits = limits or Limits()
         self.limiter = RunLimiter(limits.max_runs, limits.max_queued)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._serving: dict[str, object] = {}
         self._start_under(settings or ClaudeSettings(), limits)
 
     def configure(self, settings: ClaudeSettings, limits: Limits) -> None:
@@ -89,11 +97,16 @@ class ClaudeRunner:
                 yield run
                 kept = run.keepable() and self.sessions.capacity > 0
             finally:
+                self._serving.pop(run.claude.tag, None)
                 if kept:
                     self._keep(run, invocation, caller)
                 else:
                     await run.claude.discard(self.settings.interrupt_grace)
                 self.pool.refill(invocation)
+
+    def serving(self, tag: str) -> object | None:
+        """Whom the process tagged `tag` is running a turn for now (`on_behalf_of` of that run), if anyone."""
+        return self._serving.get(tag)
 
     async def close(self) -> None:
         """Stop every warm process and live session, at the bridge's exit (a run ending after is not kept)."""
@@ -109,7 +122,7 @@ class ClaudeRunner:
         if live is not None:
             run = ClaudeRun(live.claude, invocation, self.settings, "the live session", live, time.monotonic())
             try:
-                await run.begin()
+                await self._begin_serving(run)
                 return run
             except ContinuationRefused:
                 self._discard_later(live.claude)
@@ -123,11 +136,23 @@ class ClaudeRunner:
         ready = time.monotonic() if warm else None  # a new process is ready at its init event
         run = ClaudeRun(claude, invocation, self.settings, "a warm CLI" if warm else "a new CLI", ready=ready)
         try:
-            await run.begin()
+            await self._begin_serving(run)
         except BaseException:
             await claude.discard(self.settings.interrupt_grace)
             raise
         return run
+
+    async def _begin_serving(self, run: ClaudeRun) -> None:
+        """Write the run's input, its process noted as serving this task's `on_behalf_of` first (its API call may
+        reach the proxy before the write returns)."""
+        owner = on_behalf_of.get()
+        if owner is not None:
+            self._serving[run.claude.tag] = owner
+        try:
+            await run.begin()
+        except BaseException:
+            self._serving.pop(run.claude.tag, None)
+            raise
 
     def _keep(self, run: ClaudeRun, invocation: ClaudeInvocation, caller: str) -> None:
         assert run.answer is not None

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import secrets
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import mcp, rundir, transcript
@@ -15,16 +16,18 @@ from .invocation import (
     ClaudeInvocation,
     ClaudeSettings,
     child_env,
+    proxy_env,
 )
 from .process import ClaudeProcess
 
 
 @dataclass
 class StartedClaude:
-    """A spawned CLI and the private directory it runs in."""
+    """A spawned CLI, the private directory it runs in, and its tag (sent with its API calls when inspected)."""
 
     process: ClaudeProcess
     directory: Path
+    tag: str = field(default_factory=lambda: secrets.token_hex(4))
 
     async def discard(self, grace: float) -> None:
         """Stop and reap the process, then remove its directory; safe against a second cancellation."""
@@ -37,9 +40,10 @@ class StartedClaude:
 async def start(invocation: ClaudeInvocation, settings: ClaudeSettings) -> StartedClaude:
     """Spawn the CLI for `invocation` (everything but its input, which a `ClaudeRun` writes)."""
     directory = rundir.create()
+    tag = secrets.token_hex(4)
     try:
         with rundir.writing(directory.parent):
-            argv, env, cwd = _prepare(invocation, settings, directory)
+            argv, env, cwd = _prepare(invocation, settings, directory, tag)
         try:
             process = await ClaudeProcess.spawn(argv, env, cwd)
         except (FileNotFoundError, PermissionError) as e:
@@ -47,11 +51,11 @@ async def start(invocation: ClaudeInvocation, settings: ClaudeSettings) -> Start
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
-    return StartedClaude(process, directory)
+    return StartedClaude(process, directory, tag)
 
 
 def _prepare(
-    invocation: ClaudeInvocation, settings: ClaudeSettings, run_dir: Path
+    invocation: ClaudeInvocation, settings: ClaudeSettings, run_dir: Path, tag: str
 ) -> tuple[list[str], dict[str, str], Path]:
     """Files go beside the working directory, which stays empty: nothing there for the model to find."""
     inv = invocation
@@ -75,6 +79,8 @@ def _prepare(
         transcript.write(inv.history, transcript_file)
         argv += ["--resume", str(transcript_file)]
     env = child_env(settings, inv)
+    if settings.api_proxy is not None:
+        env = proxy_env(settings.api_proxy, tag, env)
     # The CLI logs each MCP tool call under its cache directory, one folder per working directory: in the run's
     # own directory they go with it, instead of piling up in the user's ~/.cache.
     env["XDG_CACHE_HOME"] = str(run_dir / "cache")
