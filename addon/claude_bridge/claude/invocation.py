@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 # Anthropic Messages API objects, as the CLI's stream-json input and transcripts carry them.
@@ -122,8 +123,9 @@ TAG_HEADER = "x-claude-bridge-cli"
 _PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")
 
 
-def proxy_env(proxy: ApiProxy, tag: str, env: Mapping[str, str]) -> dict[str, str]:
-    """`env` with the CLI's API calls sent through the bridge's proxy, each carrying the process's `tag`.
+def proxy_env(proxy: ApiProxy, tag: str, env: Mapping[str, str], trusted: Path) -> dict[str, str]:
+    """`env` with the CLI's API calls sent through the bridge's proxy, each carrying the process's `tag`, and the
+    CAs in `trusted` (the bridge's among them) trusted.
 
     The API's base URL stays as it was: the CLI sees no custom endpoint and sends exactly what it would send
     uninspected (a custom ANTHROPIC_BASE_URL changes its betas and model checks). Both proxy variables, in both
@@ -131,7 +133,7 @@ def proxy_env(proxy: ApiProxy, tag: str, env: Mapping[str, str]) -> dict[str, st
     """
     inspected = {key: value for key, value in env.items() if key.lower() != "no_proxy"}
     inspected.update(dict.fromkeys(_PROXY_VARIABLES, proxy.url))
-    inspected["NODE_EXTRA_CA_CERTS"] = proxy.ca_file
+    inspected["NODE_EXTRA_CA_CERTS"] = str(trusted)
     # The CLI adds these headers ("Name: Value" lines) to every API call; the bridge takes ours off before it leaves.
     own = env.get("ANTHROPIC_CUSTOM_HEADERS", "").strip()
     inspected["ANTHROPIC_CUSTOM_HEADERS"] = "\n".join(filter(None, (own, f"{TAG_HEADER}: {tag}")))

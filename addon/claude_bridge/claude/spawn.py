@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import shutil
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from .invocation import (
     MAX_TURNS,
     MAX_TURNS_STRUCTURED,
     SAFE_FLAGS,
+    ApiProxy,
     ClaudeInvocation,
     ClaudeSettings,
     child_env,
@@ -80,8 +82,18 @@ def _prepare(
         argv += ["--resume", str(transcript_file)]
     env = child_env(settings, inv)
     if settings.api_proxy is not None:
-        env = proxy_env(settings.api_proxy, tag, env)
+        env = proxy_env(settings.api_proxy, tag, env, _trust(settings.api_proxy, env, run_dir / "ca.pem"))
     # The CLI logs each MCP tool call under its cache directory, one folder per working directory: in the run's
     # own directory they go with it, instead of piling up in the user's ~/.cache.
     env["XDG_CACHE_HOME"] = str(run_dir / "cache")
     return argv, env, cwd
+
+
+def _trust(proxy: ApiProxy, env: dict[str, str], bundle: Path) -> Path:
+    """The bridge's CA with whatever the environment's NODE_EXTRA_CA_CERTS already trusted (a company's CA, needed
+    for the hosts the bridge's proxy tunnels untouched): the CLI reads one file."""
+    pems = [Path(proxy.ca_file).read_bytes()]
+    with contextlib.suppress(OSError):  # a file the CLI could not read either
+        pems.append(Path(env["NODE_EXTRA_CA_CERTS"]).read_bytes() if env.get("NODE_EXTRA_CA_CERTS") else b"")
+    bundle.write_bytes(b"\n".join(pem.strip() for pem in pems if pem.strip()) + b"\n")
+    return bundle
