@@ -53,6 +53,7 @@ import re
 import select
 import shlex
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -443,8 +444,11 @@ class FakeAnthropic:
         port: int = 0,
         min_cache_tokens: int | None = None,
         clock: Callable[[], float] = time.monotonic,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
-        """min_cache_tokens None is the real API's minimum for the request's model; clock times cache entries."""
+        """min_cache_tokens None is the real API's minimum for the request's model; clock times cache entries;
+        with `tls` (a server context for `localhost`) it serves HTTPS, as the real API does."""
+        self._tls = tls
         self.default = default
         self.plan_limits: UnifiedLimits | None = None  # the account's standing, sent with every answer
         self.cache = PromptCache(min_cache_tokens, clock)
@@ -463,6 +467,8 @@ class FakeAnthropic:
         """The base URL for ANTHROPIC_BASE_URL."""
         if self._server is None:
             raise RuntimeError("FakeAnthropic is not started")
+        if self._tls is not None:
+            return f"https://localhost:{self._server.server_address[1]}"
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     @property
@@ -491,6 +497,8 @@ class FakeAnthropic:
         self._stopping.clear()
         self._server = _Server(("127.0.0.1", self._port), _Handler)
         self._server.fake = self
+        if self._tls is not None:
+            self._server.socket = self._tls.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(_POLL,), name="fake-anthropic", daemon=True
         )

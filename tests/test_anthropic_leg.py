@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import ssl
 from pathlib import Path
 
 import pytest
@@ -17,8 +18,8 @@ from test_tools_e2e import ASK, WEATHER
 from claude_bridge.anthropic_leg import api_address
 from claude_bridge.claude.invocation import ApiProxy, proxy_env
 from conftest import wait_for
-from fake_anthropic import TEST_TOKEN, Reply, ToolUse
-from tls_server import cert_pem, make_ca
+from fake_anthropic import TEST_TOKEN, FakeAnthropic, Reply, ToolUse
+from tls_server import cert_pem, key_pem, make_ca, make_leaf
 
 LEG_LINE = re.compile(r"Claude's API calls \(to [^)]+\) go through 127\.0\.0\.1:(\d+)")
 
@@ -146,6 +147,32 @@ def test_with_the_option_on_each_cli_is_pointed_at_the_bridge_and_trusts_its_ca(
     assert bridge.ca_cert.read_bytes().strip() in trusted and company_ca.read_bytes().strip() in trusted
     assert env["ANTHROPIC_BASE_URL"] == fake.url, "the API's address is the CLI's own"
     assert re.fullmatch(r"x-claude-bridge-cli: [0-9a-f]{8}", env["ANTHROPIC_CUSTOM_HEADERS"])
+
+
+def test_an_https_api_is_decrypted_on_the_leg_with_the_bridges_ca(start_bridge, tmp_path):
+    """The real API's case: the CLI asks the leg to CONNECT to the API host, which allow_hosts (the bridged hosts
+    only) would tunnel; the leg decrypts it, the CLI trusting the bridge's CA, mitmproxy the API's."""
+    api_ca = make_ca("API test CA")
+    leaf, key = make_leaf(api_ca, "localhost")
+    (tmp_path / "api-ca.pem").write_bytes(cert_pem(api_ca[0]))
+    (tmp_path / "api.pem").write_bytes(cert_pem(leaf) + key_pem(key))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "api.pem")
+    saved = tmp_path / "flows.mitm"
+    with FakeAnthropic(tls=context) as api:
+        bridge = start_bridge(
+            "bridge_inspect_claude=true",
+            f"save_stream_file={saved}",
+            f"ssl_verify_upstream_trusted_ca={tmp_path / 'api-ca.pem'}",
+            env={"ANTHROPIC_BASE_URL": api.url},
+        )
+        answer = bridge.client().chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+        assert answer.choices[0].message.content == "ECHO: hi"
+        (call,) = anthropic_flows(saved_flows(saved, 2))
+        assert call.request.url == f"{api.url}/v1/messages?beta=true"
+        assert streamed_text(call.response) == "ECHO: hi"
+        assert "authorization" in {name.lower() for name in api.requests[-1].headers}
+    assert TEST_TOKEN.encode() not in saved.read_bytes()
 
 
 def test_the_leg_still_refuses_connections_to_bridged_hosts(start_bridge, fake):
