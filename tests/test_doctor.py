@@ -7,6 +7,7 @@ import pty
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,6 +18,8 @@ import certifi
 import pytest
 from mitmproxy import certs
 
+from claude_bridge.ledger import FILENAME, Ledger
+from claude_bridge.planlimits import PlanLimits
 from conftest import ROOT, bridge_env, free_port
 from fake_anthropic import ApiError
 from tls_server import cert_pem, make_ca
@@ -92,6 +95,9 @@ def test_a_healthy_setup_passes_with_a_one_token_probe(env, fake, claude_bin):
     assert report["Claude CLI"].status == "ok" and "(Claude Code)" in report["Claude CLI"].found
     assert report["login"].status == "ok" and "CLAUDE_CODE_OAUTH_TOKEN" in report["login"].found
     assert report["API probe"].status == "ok"
+    compatible = report["CLI compatibility"]
+    assert compatible == Line("ok", "plain ok, tools ok, resume ok, live ok", []), report.output
+    assert report["plan limits"].status == "skip"
     assert report[f"port {port}"] == Line("ok", f"127.0.0.1:{port} is free", [])
     assert report["CA"].status == "skip"
     assert report[f"bridge :{port}"].status == "warn"
@@ -264,3 +270,26 @@ def _read(fd: int) -> bytes:
         return os.read(fd, 65536)
     except OSError:  # EIO: the terminal's other side is closed and all is read
         return b""
+
+
+def test_the_plan_limits_a_run_last_reported_are_shown_and_paid_overage_is_flagged(env, tmp_path, claude_bin):
+    confdir = tmp_path / "certs"
+    book = Ledger(confdir / FILENAME)
+    try:
+        seen = time.time()
+        book.save_plan_limits(
+            PlanLimits(
+                status="rejected",
+                window="five_hour",
+                resets_at=int(seen) + 3600,
+                overage_status="allowed",
+                using_overage=True,
+                seen_at=seen,
+            )  # fmt: skip
+        )
+    finally:
+        book.close()
+    report = doctor("--claude-bin", claude_bin, "--port", free_port(), "--confdir", confdir, env=env)
+    line = report["plan limits"]
+    assert line.status == "warn" and "rejected, five_hour window" in line.found
+    assert "paid overage in use; new requests are refused until it resets" in line.found

@@ -8,6 +8,7 @@ from typing import Any
 
 from mitmproxy.proxy import mode_specs
 
+from .anthropic_leg import LEG_MODE
 from .planlimits import PlanLimits
 
 
@@ -17,6 +18,8 @@ def banner(options: Any, claude: str, claude_version: str | None, plan_limits: P
     lines = [f"claude-bridge {version('claude-bridge')} ready, answering with {cli}"]
     uses_ca = False
     for spec in options.mode:
+        if spec == LEG_MODE:  # the CLI's own listener (bridge_inspect_claude), not one for apps
+            continue
         mode = mode_specs.ProxyMode.parse(spec)
         port = mode.listen_port(options.listen_port)
         host = mode.listen_host(options.listen_host)

@@ -41,7 +41,7 @@ from mitmproxy import certs, exceptions, options, optmanager
 from mitmproxy import version as mitmproxy_version
 from mitmproxy.proxy import mode_specs
 
-from . import access, interception, launch
+from . import access, interception, launch, ledger, probe
 from . import options as bridge_options
 from .claude.invocation import ClaudeInvocation, ClaudeSettings, child_env
 from .claude.runner import ClaudeRunner, Limits
@@ -186,7 +186,9 @@ def checks(setup: Setup) -> Iterator[Check]:
     yield _node(cli_path)
     if cli_path is None:
         yield Check("login", "skipped", "no Claude CLI to ask")
+        yield Check("CLI compatibility", "skipped", "no Claude CLI to check")
     else:
+        yield asyncio.run(_compatibility(setup))
         yield _login(setup, cli_path)
         yield (
             asyncio.run(_probe(setup))
@@ -194,6 +196,7 @@ def checks(setup: Setup) -> Iterator[Check]:
             else Check("API probe", "skipped", "a real one-token request spends a little quota: run with --probe")
         )
     yield _api_key(setup)
+    yield _plan_limits(setup)
     ports = [_listener(setup, mode) for mode in setup.modes if mode.listen_port() is not None]
     yield from (_port(listener) for listener in ports)
     if any(not isinstance(mode, mode_specs.ReverseMode | mode_specs.DnsMode) for mode in setup.modes):
@@ -291,6 +294,43 @@ def _run_cli(setup: Setup, path: str, *args: str) -> subprocess.CompletedProcess
 def _last_line(result: subprocess.CompletedProcess[str]) -> str:
     lines = (result.stderr or result.stdout).strip().splitlines()
     return lines[-1] if lines else f"exit code {result.returncode}"
+
+
+async def _compatibility(setup: Setup) -> Check:
+    """The probe the bridge runs at start for a version new to it: against a loopback stand-in, nothing billed."""
+    compatibility = await probe.probe(setup.settings)
+    probe.remember(setup.confdir, compatibility)
+    broken = compatibility.broken
+    found = compatibility.summary().partition(": ")[2]
+    if not broken:
+        return Check("CLI compatibility", "ok", found)
+    details = "; ".join(f"{capability}: {compatibility.verdicts[capability].detail}" for capability in broken)
+    if compatibility.refusal("tools") is None:  # resume or live follow-ups only: the bridge falls back
+        fallbacks = ", ".join(f"{name}={value}" for name, value in compatibility.fallbacks().items())
+        return Check("CLI compatibility", "warn", f"{found} ({details}); the bridge falls back: {fallbacks}")
+    return Check("CLI compatibility", "fail", f"{found} ({details})", (compatibility.fix(),))
+
+
+def _plan_limits(setup: Setup) -> Check:
+    """Where the plan's limits stood when a run last reported them (the bridge's ledger; nothing is sent)."""
+    path = setup.confdir / ledger.FILENAME
+    if not path.exists():
+        return Check("plan limits", "skipped", "no request bridged yet with this confdir")
+    try:
+        book = ledger.Ledger(path, keep_days=None)
+    except ledger.LedgerError as e:
+        return Check("plan limits", "fail", str(e))
+    try:
+        limits = book.plan_limits()
+    finally:
+        book.close()
+    if limits is None:
+        return Check("plan limits", "skipped", "no run has reported them yet")
+    if limits.using_overage:
+        refusing = setup.opts.bridge_refuse_overage
+        then = "new requests are refused until it resets" if refusing else "requests are billed as paid usage"
+        return Check("plan limits", "warn", f"{limits.text()}: paid overage in use; {then}")
+    return Check("plan limits", "warn" if limits.rejected or limits.warning else "ok", limits.text())
 
 
 def _node(cli_path: str | None) -> Check:
