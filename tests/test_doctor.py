@@ -285,7 +285,7 @@ def test_the_plan_limits_a_run_last_reported_are_shown_and_paid_overage_is_flagg
                 overage_status="allowed",
                 using_overage=True,
                 seen_at=seen,
-            )  # fmt: skip
+            )
         )
     finally:
         book.close()
