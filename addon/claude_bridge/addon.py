@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 import logging
 import os
 import shutil
@@ -67,28 +66,17 @@ class ClaudeBridge:
 
     def configure(self, updated: set[str]) -> None:
         options.validate(ctx.options, updated)
-        if "bridge_model_map" in updated:
-            try:
-                self.jobs.models = ModelMap.from_entries(ctx.options.bridge_model_map)
-            except ValueError as e:
-                raise exceptions.OptionsError(str(e)) from e
+        self.jobs.configure(ctx.options, updated)
         listening = {"mode", "listen_host", "listen_port", "bridge_access_key", "bridge_app_keys"} & updated
         if listening and self._running and (problem := _exposure_problem()):
             raise exceptions.OptionsError(problem)
         if "bridge_log_format" in updated:
             _set_log_format(ctx.options.bridge_log_format)
-        self.jobs.history = ctx.options.bridge_history
-        self.jobs.reasoning_content = ctx.options.bridge_reasoning_content
-        self.jobs.kept.capacity = ctx.options.bridge_responses_kept
         self.spending.configure(ctx.options)
         if any(name.startswith("claude_") for name in updated):
             self._configure_runner()
-        if (
-            "claude_allow_api_key" in updated
-            and ctx.options.claude_allow_api_key
-            and os.environ.get("ANTHROPIC_API_KEY")
-        ):
-            logger.warning("claude_allow_api_key is on: the CLI will bill ANTHROPIC_API_KEY, not your subscription.")
+        if "claude_allow_api_key" in updated:
+            _warn_of_billing_by_key()
         if "claude_bin" in updated and self._running:
             self._background(self._check_cli())
 
@@ -126,8 +114,6 @@ class ClaudeBridge:
             logger.info(line)
         if plan is not None and plan.using_overage:
             logger.warning(overage_warning(ctx.options.bridge_refuse_overage))
-        if os.environ.get("ANTHROPIC_API_KEY") and not ctx.options.claude_allow_api_key:
-            logger.info("ANTHROPIC_API_KEY is set but withheld from the CLI, which uses your subscription login.")
         if ctx.options.claude_probe:
             self._background(self._check_cli(version_known=True))
 
@@ -155,62 +141,45 @@ class ClaudeBridge:
         if not flow.live or flow.response:
             return
         admission.remember_client_host(flow, rewrite=self.upstream.rewrites_host_header)
-        self._admit(flow)
+        admission.admit(flow, self.diversions)
 
     def request(self, flow: http.HTTPFlow) -> None:
-        if not flow.live or flow.response or flow.error or flow in self.diversions or not self._admit(flow):
+        if not flow.live or flow.response or flow.error or flow in self.diversions:
+            return
+        if not admission.admit(flow, self.diversions):
             return
         if len(flow.request.raw_content or b"") > ctx.options.bridge_max_body:  # sent chunked, without a length
-            _refuse(flow, too_large(ctx.options.bridge_max_body))
+            routes.refuse(flow, too_large(ctx.options.bridge_max_body))
             return
         try:
             self._answer(flow, routes.route(flow.request, ctx.options.bridge_other_endpoints == "passthrough"))
         except OpenAIError as e:
-            _refuse(flow, e)
+            routes.refuse(flow, e)
         except Exception:
             # Fail closed: a flow left alone here would go to the real API with the app's key.
             logger.exception("claude-bridge failed on %s %s", flow.request.method, flow.request.path.split("?")[0])
             error = OpenAIError(500, "claude-bridge failed on this request; its log says why.", "server_error")
-            _respond(flow, 500, error.response().model_dump())
+            routes.respond(flow, 500, error.response().model_dump())
             flow.comment = "claude-bridge: failed (see the log)"
         if flow.response is not None or flow in self.diversions:  # answered by the bridge: the key goes nowhere
             redact.credentials(flow.request.headers)
-
-    def _admit(self, flow: http.HTTPFlow) -> bool:
-        """Whether a flow is a bridged request to route; refusals and preflights are answered here."""
-        claim = destination.claim(flow, ctx.options.bridge_hosts)
-        if claim is Claim.NOT_OURS:
-            return False
-        answer = admission.check(flow, claim)
-        if answer is None:
-            return True
-        redact.credentials(flow.request.headers)
-        if isinstance(answer, http.Response):
-            flow.response = answer
-            flow.comment = f"claude-bridge: preflight of {flow.request.headers.get('origin')} allowed"
-        elif flow.request.raw_content is None:
-            flow.comment = _refusal_comment(answer)
-            self.diversions.refuse_before_the_body(flow, answer)
-        else:
-            _refuse(flow, answer)
-        return False
 
     def _answer(self, flow: http.HTTPFlow, route: routes.Route) -> None:
         match route.endpoint:
             case Endpoint.HEALTH:
                 health = routes.health(self._running, self.runner, self.cli.version, self.spending.health())
-                _respond(flow, 200 if self._running else 503, health)
+                routes.respond(flow, 200 if self._running else 503, health)
             case Endpoint.METRICS:
                 body, content_type = self.spending.metrics.exposition(flow.request.headers.get("accept"))
                 flow.response = http.Response.make(200, body, {"Content-Type": content_type})
             case Endpoint.MODELS:
-                _respond(flow, 200, routes.models(self.jobs.models))
+                routes.respond(flow, 200, routes.models(self.jobs.models))
             case Endpoint.MODEL:
-                _respond(flow, 200, routes.model(self.jobs.models, route.name))
+                routes.respond(flow, 200, routes.model(self.jobs.models, route.name))
             case Endpoint.STORED_RESPONSE:
-                _respond(flow, 200, self.jobs.kept.response(route.name).model_dump(mode="json"))
+                routes.respond(flow, 200, self.jobs.kept.response(route.name).model_dump(mode="json"))
             case Endpoint.MODERATIONS:
-                _respond(flow, 200, routes.moderation(_body(flow)))
+                routes.respond(flow, 200, routes.moderation(_body(flow)))
                 flow.comment = "claude-bridge: moderation answered (not flagged)"
             case Endpoint.PASSTHROUGH:
                 if _keys_required():
@@ -357,6 +326,11 @@ def _exposure_problem() -> str | None:
     )
 
 
+def _warn_of_billing_by_key() -> None:
+    if ctx.options.claude_allow_api_key and os.environ.get("ANTHROPIC_API_KEY"):
+        logger.warning("claude_allow_api_key is on: the CLI will bill ANTHROPIC_API_KEY, not your subscription.")
+
+
 def _confdir() -> Path:
     return Path(ctx.options.confdir).expanduser()
 
@@ -379,18 +353,3 @@ def _let_page_read(flow: http.HTTPFlow) -> None:
 
 def _body(flow: http.HTTPFlow) -> bytes:
     return request_body(flow.request, ctx.options.bridge_max_body)
-
-
-def _refuse(flow: http.HTTPFlow, error: OpenAIError) -> None:
-    _respond(flow, error.status, error.response().model_dump(), error.headers)
-    flow.comment = _refusal_comment(error)
-
-
-def _refusal_comment(error: OpenAIError) -> str:
-    return f"claude-bridge: refused with {error.status}: {error.error.message}"
-
-
-def _respond(flow: http.HTTPFlow, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-    flow.response = http.Response.make(
-        status, json.dumps(body).encode(), {"Content-Type": "application/json", **(headers or {})}
-    )

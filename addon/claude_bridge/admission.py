@@ -11,9 +11,10 @@ from mitmproxy import ctx, http
 from mitmproxy.net.http import url
 from mitmproxy.proxy import mode_specs
 
-from . import access, apps, destination, origins, routes
+from . import access, apps, destination, origins, redact, routes
 from .body import too_large
 from .destination import Claim
+from .divert import Diversions
 from .openai.errors import OpenAIError
 
 CLIENT_HOST = "claude-bridge-client-host"
@@ -31,6 +32,27 @@ def remember_client_host(flow: http.HTTPFlow, rewrite: bool) -> None:
         if rewrite:
             scheme = "https" if mode.scheme in ("https", "http3", "tls", "quic", "dtls") else "http"
             flow.request.host_header = url.hostport(scheme, *mode.address)
+
+
+def admit(flow: http.HTTPFlow, diversions: Diversions) -> bool:
+    """Whether a flow is a bridged request to route; refusals and preflights are answered here (a refusal before
+    its body, through the backend, when the body is still to come)."""
+    claim = destination.claim(flow, ctx.options.bridge_hosts)
+    if claim is Claim.NOT_OURS:
+        return False
+    answer = check(flow, claim)
+    if answer is None:
+        return True
+    redact.credentials(flow.request.headers)
+    if isinstance(answer, http.Response):
+        flow.response = answer
+        flow.comment = f"claude-bridge: preflight of {flow.request.headers.get('origin')} allowed"
+    elif flow.request.raw_content is None:
+        flow.comment = routes.refusal_comment(answer)
+        diversions.refuse_before_the_body(flow, answer)
+    else:
+        routes.refuse(flow, answer)
+    return False
 
 
 def check(flow: http.HTTPFlow, claim: Claim) -> OpenAIError | http.Response | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -48,4 +49,6 @@ def banner(options: Any, claude: str, claude_version: str | None, plan_limits: P
     )
     if plan_limits is not None:
         lines.append(f"  {plan_limits.text()} (last reported)")
+    if os.environ.get("ANTHROPIC_API_KEY") and not options.claude_allow_api_key:
+        lines.append("  ANTHROPIC_API_KEY is set but withheld from the CLI, which uses your subscription login.")
     return lines

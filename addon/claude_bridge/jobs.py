@@ -10,8 +10,9 @@ import dataclasses
 import hashlib
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
-from mitmproxy import http
+from mitmproxy import exceptions, http
 from pydantic import BaseModel
 
 from . import backend
@@ -48,6 +49,17 @@ class Jobs:
     """Responses API answers, for previous_response_id, item references and GET /v1/responses/{id}."""
     history: HistoryMode = "resume"
     reasoning_content: bool = False
+
+    def configure(self, options: Any, updated: set[str]) -> None:
+        """From the bridge's options: a bad model map is an OptionsError."""
+        if "bridge_model_map" in updated:
+            try:
+                self.models = ModelMap.from_entries(options.bridge_model_map)
+            except ValueError as e:
+                raise exceptions.OptionsError(str(e)) from e
+        self.history = options.bridge_history
+        self.reasoning_content = options.bridge_reasoning_content
+        self.kept.capacity = options.bridge_responses_kept
 
     def chat(self, request: http.Request, body: bytes) -> Bridged:
         job = self._chat_job(request, parse_chat_request(body))

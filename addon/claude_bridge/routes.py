@@ -6,6 +6,7 @@ Refusals of a path or method are raised as OpenAIError (404, 405, 426): the addo
 from __future__ import annotations
 
 import enum
+import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -155,3 +156,19 @@ def health(running: bool, runner: ClaudeRunner, claude_version: str | None, plan
         "plan_limits": plan_limits,
         "timestamp": int(time.time()),
     }
+
+
+def refuse(flow: http.HTTPFlow, error: OpenAIError) -> None:
+    """Answer the flow in place with the error, and say so in its comment."""
+    respond(flow, error.status, error.response().model_dump(), error.headers)
+    flow.comment = refusal_comment(error)
+
+
+def refusal_comment(error: OpenAIError) -> str:
+    return f"claude-bridge: refused with {error.status}: {error.error.message}"
+
+
+def respond(flow: http.HTTPFlow, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+    flow.response = http.Response.make(
+        status, json.dumps(body).encode(), {"Content-Type": "application/json", **(headers or {})}
+    )
