@@ -20,6 +20,7 @@ import openai
 import pytest
 from mitmproxy import contentviews, http, io
 from mitmproxy.test import taddons, tflow
+from test_tools_e2e import WEATHER
 
 from claude_bridge.views import ContentViews
 from conftest import ROOT
@@ -28,18 +29,6 @@ from fake_anthropic import FakeAnthropic, Reply, ToolUse
 Json = dict[str, Any]
 BRIDGE_SCRIPT = ROOT / "addon" / "bridge.py"
 
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Current weather for a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}, "unit": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
 PARIS = {"city": "Paris", "unit": "c"}
 PIXEL = (  # an 8x8 PNG of 75 bytes
     "data:image/png;base64,"

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from chromium import chromium
+from test_tools_e2e import WEATHER
 
 from conftest import ROOT, free_port
 from conftest import wait_for as conftest_wait_for
@@ -27,18 +28,6 @@ WIDTH, HEIGHT = 1400, 760
 PASSWORD = "browser-test-token"
 URL = "https://api.openai.com/v1/chat/completions"
 ROWS = ".flow-table tbody tr.has-request"
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Current weather for a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["c", "f"]}},
-            "required": ["city"],
-        },
-    },
-}
 PARIS = {"city": "Paris", "unit": "c"}
 ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
 WAIT = 20  # seconds any one thing may take to appear on the page
