@@ -55,9 +55,13 @@ class Home:
 
     @staticmethod
     def _expected(relative: Path) -> bool:
-        """The CLI's settings and caches (under HOME and its temporary directory), and the bridge's log."""
+        """The CLI's settings and caches (under HOME and its temporary directory), and the bridge's log and spend
+        ledger (CONFDIR/claude-bridge.sqlite and its journal, written as requests end)."""
         cli_temp = {("tmp", "cc-socks"), ("tmp", f"claude-{os.getuid()}")}
-        return relative.parts[0] in {".claude", ".claude.json", "bridge.log"} or relative.parts[:2] in cli_temp
+        ledger = relative.parts[0] == "certs" and relative.name.startswith("claude-bridge.sqlite")
+        return (
+            relative.parts[0] in {".claude", ".claude.json", "bridge.log"} or relative.parts[:2] in cli_temp or ledger
+        )
 
 
 @pytest.fixture
