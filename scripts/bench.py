@@ -374,6 +374,9 @@ async def start_bridge(key: str, fake_url: str, scratch: Path, options: list[str
     port = free_port()
     argv = [sys.executable, "-m", "claude_bridge", "--port", str(port), "--claude-bin", str(CLAUDE_BIN)]
     argv += ["--confdir", str(home / "certs")]
+    # The compatibility check runs once per CLI version and confdir: a user meets it once, where each bridge here
+    # (with a confdir of its own) would run it at every start, beside the requests being measured.
+    argv += ["--set", "claude_probe=false"]
     for option in options:
         argv += ["--set", option]
     log = scratch / f"{home.name}.log"
