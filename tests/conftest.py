@@ -149,14 +149,15 @@ class Bridge:
                 time.sleep(0.1)
         raise RuntimeError(f"bridge not ready after 30 s:\n{self.log.read_text()}")
 
-    def log_once(self, found: Callable[[str], bool], seconds: float = 10.0, since: int = 0) -> str:
-        """The log (from byte `since` on) once `found(log)` holds: a request's line is written when its response
-        has ended, which may be a moment after the client has read it."""
+    def log_once(self, found: Callable[[str], object], what: str = "", seconds: float = 30.0, since: int = 0) -> str:
+        """The log (from byte `since` on) once `found(log)` holds; fails saying `what` was awaited. A request's line is
+        written when its response has ended, which may be a moment after the client has read it."""
         deadline = time.monotonic() + seconds
-        log = self.log.read_bytes()[since:].decode(errors="replace")
-        while not found(log) and time.monotonic() < deadline:
+        while not found(log := self.log.read_bytes()[since:].decode(errors="replace")):
+            assert time.monotonic() < deadline, (
+                f"waited {seconds} s for {what or 'a line'} in the bridge's log, which ends:\n{log[-3000:]}"
+            )
             time.sleep(0.02)
-            log = self.log.read_bytes()[since:].decode(errors="replace")
         return log
 
     def client(self, **kwargs: object) -> openai.OpenAI:

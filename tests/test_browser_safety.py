@@ -84,8 +84,12 @@ def in_page(browser: Any, *requests: tuple[str, dict]) -> list[dict]:
     return answers
 
 
-def refusals(bridge: Any, status: int) -> int:
-    return bridge.log.read_text().count(f"-> {status}: refused with {status}")
+def assert_refused(bridge: Any, since: int, count: int) -> None:
+    """Exactly `count` requests refused with 403 in the log after byte `since`, once their lines are written (when
+    each response has ended, which may be after the page saw it)."""
+    refused = "-> 403: refused with 403"
+    log = bridge.log_once(lambda log: log.count(refused) >= count, f"{count} refusals", since=since)
+    assert log.count(refused) == count, log
 
 
 def test_a_foreign_page_cannot_make_the_cli_run_by_fetch(bridge, fake, browser):
@@ -95,7 +99,7 @@ def test_a_foreign_page_cannot_make_the_cli_run_by_fetch(bridge, fake, browser):
         endpoint = f"http://127.0.0.1:{bridge.port}/v1/chat/completions"
         simple = {"method": "POST", "mode": "no-cors", "headers": {"Content-Type": "text/plain"}}
         as_json = {"method": "POST", "headers": {"Content-Type": "application/json", "Authorization": "Bearer x"}}
-        before = refusals(bridge, 403)
+        since = bridge.log.stat().st_size
         no_cors, preflighted, health = in_page(
             browser,
             (endpoint, {**simple, "body": json.dumps(CHAT)}),
@@ -107,7 +111,7 @@ def test_a_foreign_page_cannot_make_the_cli_run_by_fetch(bridge, fake, browser):
     assert no_cors == {"status": 0, "type": "opaque", "body": ""}  # sent, and nothing readable came back
     assert "Failed to fetch" in preflighted["error"]  # the preflight was refused
     assert "Failed to fetch" in health["error"]  # no CORS header: the page cannot read it
-    assert refusals(bridge, 403) - before == 3
+    assert_refused(bridge, since, 3)
     assert fake.requests == []
 
 
@@ -120,13 +124,13 @@ def test_a_foreign_page_cannot_make_the_cli_run_with_a_posted_form(bridge, fake,
       <script>document.getElementById("f").submit()</script>"""
     pages = Pages(free_port(), {"/form": form})
     try:
-        before = refusals(bridge, 403)
+        since = bridge.log.stat().st_size
         browser.get(f"http://evil.example:{pages.port}/form")
         answer = browser.find_element("tag name", "body").text  # the browser shows the bridge's answer
     finally:
         pages.close()
     assert json.loads(answer)["error"]["code"] == "origin_not_allowed"
-    assert refusals(bridge, 403) - before == 1
+    assert_refused(bridge, since, 1)
     assert fake.requests == []
 
 

@@ -22,7 +22,7 @@ def test_config_yaml_in_the_confdir_sets_options_and_the_command_line_wins(start
     )
     bridge = start_bridge("claude_max_runs=5", confdir=confdir)
     assert "house-model" in [model.id for model in bridge.client().models.list()]
-    assert "runs: 5 at once, 7 queued" in bridge.log.read_text()
+    assert "runs: 5 at once, 7 queued" in bridge.log_once(lambda log: " ready, answering with " in log, "the banner")
 
 
 def test_help_lists_every_bridge_option_with_its_default():

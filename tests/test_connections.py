@@ -117,7 +117,7 @@ def test_a_tunnel_passed_through_untouched_outlives_the_idle_timeout_and_a_decry
 def test_running_out_of_descriptors_is_one_log_line_a_minute_not_a_traceback_per_accept(start_bridge, fake):
     bridge = start_bridge(wrapper=("prlimit", "--nofile=128:128", "--"))
     with idle_connections(bridge, 150):  # asyncio tries to accept each waiting one, many times a second
-        bridge.log_once(lambda log: "Out of file descriptors" in log)
+        bridge.log_once(lambda log: "Out of file descriptors" in log, "the out-of-descriptors line")
     assert answered(bridge, "room again") == "ECHO: room again"
     log = bridge.log.read_text()
     assert "Traceback" not in log

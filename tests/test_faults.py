@@ -166,8 +166,9 @@ def test_fault_reaches_the_client_and_the_log_and_leaves_nothing(request, fake, 
         assert received == ""
     if fault.retry_after:
         assert int(error.response.headers["retry-after"]) > 0
-    log = bridge.log.read_bytes()[log_start:].decode(errors="replace")
-    failures = re.findall(rf"Claude run failed with {fault.status}: (.*)", log)
+    failed = rf"Claude run failed with {fault.status}: (.*)"
+    log = bridge.log_once(lambda log: re.search(failed, log), "the run's failure", since=log_start)
+    failures = re.findall(failed, log)
     assert any((fault.logged or fault.message) in line for line in failures), log
     assert all(len(line) < 1000 for line in failures), "the log quotes a bounded part of what the CLI said"
     bridge.wait_idle()
@@ -256,8 +257,8 @@ def test_a_full_temp_dir_is_a_503_naming_it_and_requests_succeed_again_once_ther
     assert (error.status_code, error.code) == (503, "bridge_temp_dir_unwritable")
     assert f"The temporary directory {bridge.seen_tmpdir} is full" in error.message
     assert "TMPDIR" in error.message
-    log = bridge.log.read_bytes()[log_start:].decode(errors="replace")
-    assert f"Claude run failed with 503: The temporary directory {bridge.seen_tmpdir} is full" in log
+    full = f"Claude run failed with 503: The temporary directory {bridge.seen_tmpdir} is full"
+    bridge.log_once(lambda log: full in log, "the run's failure", since=log_start)
     answer = bridge.client().chat.completions.create(model="sonnet", messages=messages)
     assert answer.choices[0].message.content.endswith("hi")
 

@@ -13,8 +13,12 @@ from claude_bridge.addon import ClaudeBridge
 from claude_bridge.banner import banner
 
 
+def the_banner(bridge) -> str:
+    return bridge.log_once(lambda log: " ready, answering with " in log, "the start-up banner")
+
+
 def test_the_banner_says_where_to_point_an_app(bridge):
-    log = bridge.log.read_text()
+    log = the_banner(bridge)
     assert "claude-bridge 0.1.0 ready, answering with Claude Code CLI 2.1.331" in log
     assert f"export OPENAI_BASE_URL=http://127.0.0.1:{bridge.port}/v1" in log
     assert "runs: 8 at once, 32 queued; warm pool off; live sessions off; access key off (loopback only)" in log
@@ -22,7 +26,7 @@ def test_the_banner_says_where_to_point_an_app(bridge):
 
 def test_the_banner_of_a_proxy_names_the_ca(start_bridge, tmp_path):
     bridge = start_bridge(mode="regular", confdir=tmp_path / "certs")
-    log = bridge.log.read_text()
+    log = the_banner(bridge)
     assert f"export HTTPS_PROXY=http://127.0.0.1:{bridge.port}" in log
     assert f"CA certificate apps must trust: {tmp_path / 'certs' / 'mitmproxy-ca-cert.pem'}" in log
 
@@ -33,7 +37,7 @@ def request_lines(bridge, count: int) -> list[str]:
     def lines(log: str) -> list[str]:
         return [line for line in log.splitlines() if re.search(r"\] (GET|POST) /", line)]
 
-    return lines(bridge.log_once(lambda log: len(lines(log)) >= count))[-count:]
+    return lines(bridge.log_once(lambda log: len(lines(log)) >= count, f"{count} request lines"))[-count:]
 
 
 def test_each_request_gets_one_line_with_what_happened(start_bridge, fake):
@@ -57,7 +61,7 @@ def test_each_request_gets_one_line_with_what_happened(start_bridge, fake):
 def test_json_logs_are_one_object_per_line_with_the_request_fields(start_bridge, fake):
     bridge = start_bridge("bridge_log_format=json")
     bridge.client().chat.completions.create(model="sonnet", messages=[{"role": "user", "content": "hi"}])
-    log = bridge.log_once(lambda log: '"path": "/v1/chat/completions"' in log)
+    log = bridge.log_once(lambda log: '"path": "/v1/chat/completions"' in log, "the chat request's JSON line")
     entries = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
     (chat,) = [entry for entry in entries if entry.get("path") == "/v1/chat/completions"]
     assert chat["method"] == "POST"
@@ -87,5 +91,5 @@ def test_log_lines_appear_as_they_happen_when_redirected_to_a_file(start_bridge)
     """Without PYTHONUNBUFFERED (as under `./scripts/bridge > bridge.log`), a redirected stdout is block-buffered."""
     bridge = start_bridge(env={"PYTHONUNBUFFERED": ""})
     bridge.health()
-    log = bridge.log_once(lambda log: "GET /health -> 200" in log)
+    log = bridge.log_once(lambda log: "GET /health -> 200" in log, "the /health request's line")
     assert "ready, answering with" in log and "GET /health -> 200" in log

@@ -144,8 +144,9 @@ async def _get(port: int, path: str) -> bytes:
 
 def test_keys_and_prompts_stay_out_of_the_log(bridge, fake):
     key, prompt = f"sk-proj-{secrets.token_hex(8)}", f"confidential-{secrets.token_hex(8)}"
+    since = bridge.log.stat().st_size  # the session's bridge: earlier tests' lines are in its log
     bridge.client(api_key=key).chat.completions.create(model="sonnet", messages=[{"role": "user", "content": prompt}])
-    log = bridge.log_once(lambda log: "POST /v1/chat/completions -> 200" in log)
+    log = bridge.log_once(lambda log: "POST /v1/chat/completions -> 200" in log, "the request's line", since=since)
     assert "POST /v1/chat/completions -> 200" in log
     assert key not in log
     assert prompt not in log
@@ -155,7 +156,7 @@ def test_the_debug_option_logs_prompts_but_never_keys(start_bridge, fake):
     bridge = start_bridge("bridge_log_prompts=true")
     key, prompt = f"sk-proj-{secrets.token_hex(8)}", f"debugging-{secrets.token_hex(8)}"
     bridge.client(api_key=key).chat.completions.create(model="sonnet", messages=[{"role": "user", "content": prompt}])
-    log = bridge.log.read_text()
+    log = bridge.log_once(lambda log: "POST /v1/chat/completions -> 200" in log, "the request's line")
     assert prompt in log
     assert key not in log
 
@@ -178,7 +179,7 @@ def test_a_request_cut_mid_headers_leaves_no_key_and_no_huge_line_in_the_log(bri
     for extra in (b"", b"X-Padding: " + b"p" * 1_000_000):
         with socket.create_connection(("127.0.0.1", bridge.port), timeout=10) as sock:
             sock.sendall(head.encode() + b"x-api-key: " + secret.encode() + b"\r\n" + extra)
-    log = bridge.log_once(lambda log: log.count("before completing request headers") >= 2)
+    log = bridge.log_once(lambda log: log.count("before completing request headers") >= 2, "two cut requests")
     cut = [line for line in log.splitlines() if "before completing request headers" in line]
     assert len(cut) == 2
     assert all(secret not in line and "<redacted by claude-bridge>" in line for line in cut)

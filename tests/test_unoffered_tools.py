@@ -90,9 +90,11 @@ def finished_without(api: str) -> str:
 @pytest.mark.parametrize("api", APIS)
 def test_a_call_of_a_tool_never_offered_is_dropped_and_the_text_is_the_answer(bridge, fake, api, offered):
     fake.enqueue(ToolUse((ROGUE,), text=TEXT))
+    since = bridge.log.stat().st_size  # the session's bridge: earlier tests' lines are in its log
     answer = ask(bridge, api, offered)
     assert (answer.text, answer.calls, answer.finish) == (TEXT, [], finished_without(api))
-    assert "Dropped the model's call of 'mcp__app__delete_all_files'" in bridge.log.read_text()
+    dropped = "Dropped the model's call of 'mcp__app__delete_all_files'"
+    bridge.log_once(lambda log: dropped in log, "the dropped call's line", since=since)
     bridge.wait_idle()
 
 
