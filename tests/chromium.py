@@ -1,7 +1,8 @@
-"""Debian's headless Chromium driven by Selenium, for the tests that need a real browser.
+"""A headless Chromium driven by Selenium, for the tests that need a real browser.
 
-Chromium and its WebDriver are Debian's (`apt-get install chromium chromium-driver`; `.ci/run` installs them).
-Selenium is given both paths, so Selenium Manager is never run and nothing is downloaded.
+Chromium and its ChromeDriver are CHROMIUM_BIN and CHROMEDRIVER_BIN, else the system's (Debian's `chromium` and
+`chromium-driver`, which `.ci/run` installs), else the registry copy that `scripts/test` puts in .cache/chromium/
+(scripts/_chromium.sh). Selenium is given both paths, so Selenium Manager is never run and nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -15,8 +16,24 @@ from typing import Any
 
 import pytest
 
-CHROMIUM = os.environ.get("CHROMIUM_BIN") or shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = os.environ.get("CHROMEDRIVER_BIN") or shutil.which("chromedriver") or "/usr/bin/chromedriver"
+from conftest import ROOT
+
+
+def _pair() -> tuple[str, str]:
+    """Chromium and its ChromeDriver: both from the environment, both from PATH, or the copy scripts/test fetched."""
+    chosen = os.environ.get("CHROMIUM_BIN"), os.environ.get("CHROMEDRIVER_BIN")
+    if all(chosen):
+        return chosen  # type: ignore[return-value]
+    system = shutil.which("chromium"), shutil.which("chromedriver")
+    if all(system):
+        return system  # type: ignore[return-value]
+    fetched = max((ROOT / ".cache" / "chromium").glob("*/chromium"), default=None)
+    if fetched:
+        return str(fetched), str(fetched.with_name("chromedriver"))
+    return chosen[0] or system[0] or "chromium", chosen[1] or system[1] or "chromedriver"
+
+
+CHROMIUM, CHROMEDRIVER = _pair()
 
 # Chromium on a closed network: no sandbox (root in a container), no GPU, and none of its own connections to Google
 # (which the network refuses) for updates, sync, field trials or QUIC probes.
@@ -40,9 +57,10 @@ def chromium(folder: Path, monkeypatch: pytest.MonkeyPatch, *flags: str) -> Iter
     missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not os.access(path, os.X_OK)]
     if missing:
         pytest.fail(
-            f"Headless Chromium is missing ({', '.join(missing)} not found): `.ci/run` installs Debian's "
-            "`chromium` and `chromium-driver` (`apt-get install -y chromium chromium-driver`); "
-            "or set CHROMIUM_BIN and CHROMEDRIVER_BIN."
+            f"Headless Chromium is missing ({', '.join(missing)} not found): `./scripts/test` fetches one into "
+            ".cache/chromium/ on Linux x86-64 (and says why when it cannot); or install Debian's `chromium` "
+            "and `chromium-driver` (`apt-get install -y chromium chromium-driver`); or set CHROMIUM_BIN and "
+            "CHROMEDRIVER_BIN."
         )
     try:
         from selenium import webdriver

@@ -1,4 +1,4 @@
-"""Web pages in a real browser (Debian's headless Chromium): a foreign page cannot spend the subscription, by fetch,
+"""Web pages in a real browser (headless Chromium): a foreign page cannot spend the subscription, by fetch,
 by a posted form or by DNS rebinding; a page from an allowed origin streams an answer.
 
 Chromium resolves evil.example and rebind.example to 127.0.0.1 (--host-resolver-rules), as an attacker's DNS would.

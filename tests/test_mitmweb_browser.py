@@ -1,4 +1,4 @@
-"""`claude-bridge --web` in a real browser: bridged flows as mitmweb shows them, in Debian's headless Chromium.
+"""`claude-bridge --web` in a real browser: bridged flows as mitmweb shows them, in headless Chromium.
 
 `UPDATE_SCREENSHOT=1` makes the test rewrite docs/mitmweb.png, the README's picture of mitmweb.
 """
