@@ -35,14 +35,24 @@ def recorded_events(name: str) -> list[events.Event]:
     return [event for line in recorded_lines(name) if (event := events.parse(line)) is not None]
 
 
-CLAUDE_BIN = os.environ.get("CLAUDE_BIN") or str(ROOT / "node_modules" / ".bin" / "claude")
+# The CLI under test: the pinned one, or another (scripts/test-cli installs other versions and sets this).
+CLAUDE_BIN = os.environ.get("CLAUDE_BRIDGE_TEST_CLI") or str(ROOT / "node_modules" / ".bin" / "claude")
 
 
 @pytest.fixture(scope="session")
 def claude_bin() -> str:
     if not os.access(CLAUDE_BIN, os.X_OK):
+        if "CLAUDE_BRIDGE_TEST_CLI" in os.environ:
+            pytest.fail(f"CLAUDE_BRIDGE_TEST_CLI names no runnable file: {CLAUDE_BIN}")
         pytest.fail(f"The pinned Claude CLI is missing at {CLAUDE_BIN}: run `npm ci` in {ROOT} (scripts/test does).")
     return CLAUDE_BIN
+
+
+@pytest.fixture(scope="session")
+def claude_version(claude_bin: str) -> str:
+    """The version the CLI under test gives, as in "2.1.331" of `2.1.331 (Claude Code)`."""
+    printed = subprocess.run([claude_bin, "--version"], capture_output=True, text=True, timeout=60, check=True)
+    return printed.stdout.split()[0]
 
 
 @pytest.fixture(scope="session")

@@ -52,11 +52,11 @@ def test_invalid_options_are_refused(option, value):
         tctx.configure(addon, **{option: value})
 
 
-async def test_running_makes_connections_lazy(bridge):
+async def test_running_makes_connections_lazy(bridge, claude_version):
     from mitmproxy import ctx
 
     assert ctx.options.connection_strategy == "lazy"
-    assert bridge.cli.version == "2.1.331"
+    assert bridge.cli.version == claude_version
 
 
 async def test_other_hosts_are_left_alone(bridge):
@@ -124,7 +124,7 @@ async def test_no_connection_to_a_bridged_host_opens_unless_passthrough_was_chos
     assert diverted.error is None
 
 
-async def test_small_answers_are_made_in_place(bridge):
+async def test_small_answers_are_made_in_place(bridge, claude_version):
     health, models, unknown = (
         openai_flow("GET", "/health"),
         openai_flow("GET", "/v1/models"),
@@ -132,7 +132,7 @@ async def test_small_answers_are_made_in_place(bridge):
     )
     for flow in (health, models, unknown):
         bridge.request(flow)
-    assert json.loads(health.response.content)["claude"]["version"] == "2.1.331"
+    assert json.loads(health.response.content)["claude"]["version"] == claude_version
     assert json.loads(models.response.content)["object"] == "list"
     assert unknown.response.status_code == 404
     assert unknown.comment.startswith("claude-bridge: refused with 404")

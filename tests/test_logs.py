@@ -17,9 +17,9 @@ def the_banner(bridge) -> str:
     return bridge.log_once(lambda log: " ready, answering with " in log, "the start-up banner")
 
 
-def test_the_banner_says_where_to_point_an_app(bridge):
+def test_the_banner_says_where_to_point_an_app(bridge, claude_version):
     log = the_banner(bridge)
-    assert "claude-bridge 0.1.0 ready, answering with Claude Code CLI 2.1.331" in log
+    assert f"claude-bridge 0.1.0 ready, answering with Claude Code CLI {claude_version}" in log
     assert f"export OPENAI_BASE_URL=http://127.0.0.1:{bridge.port}/v1" in log
     assert "runs: 8 at once, 32 queued; warm pool off; live sessions off; access key off (loopback only)" in log
 

@@ -30,11 +30,11 @@ def call(url: str, method: str = "GET", body: bytes | None = None) -> tuple[int,
         return e.code, dict(e.headers), json.loads(e.read())
 
 
-def test_health_reports_the_cli_and_runs_in_flight(bridge):
+def test_health_reports_the_cli_and_runs_in_flight(bridge, claude_version):
     status, _, body = call(bridge.url + "/health")
     assert status == 200
     assert body["status"] == "ok"
-    assert body["claude"]["version"] == "2.1.331"
+    assert body["claude"]["version"] == claude_version
     assert body["claude"]["path"].endswith("claude")
     assert body["runs_in_flight"] == 0
 
