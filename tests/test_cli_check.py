@@ -15,18 +15,18 @@ ASK = [{"role": "user", "content": "hi"}]
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {}}}}
 
 
-def test_a_new_cli_version_is_probed_once_and_remembered(start_bridge, fake, tmp_path):
+def test_a_new_cli_version_is_probed_once_and_remembered(start_bridge, fake, tmp_path, claude_version):
     confdir = tmp_path / "certs"
     bridge = start_bridge("claude_probe=true", confdir=confdir)
-    bridge.log_once(lambda line: "Claude Code CLI 2.1.331: plain ok, tools ok, resume ok, live ok" in line)
-    assert "Checking Claude Code CLI 2.1.331" in bridge.log.read_text()
+    bridge.log_once(lambda line: f"Claude Code CLI {claude_version}: plain ok, tools ok, resume ok, live ok" in line)
+    assert f"Checking Claude Code CLI {claude_version}" in bridge.log.read_text()
     remembered = json.loads((confdir / "claude-compat.json").read_text())
-    assert set(remembered["2.1.331"]["verdicts"]) == {"plain", "tools", "resume", "live"}
+    assert set(remembered[claude_version]["verdicts"]) == {"plain", "tools", "resume", "live"}
     assert not fake.requests, "the probe never reaches the API the bridge's runs use"
     assert bridge.client().chat.completions.create(model="gpt-4o", messages=ASK).choices[0].message.content
     bridge.stop()
     again = start_bridge("claude_probe=true", confdir=confdir)
-    again.log_once(lambda line: "Claude Code CLI 2.1.331: plain ok" in line)
+    again.log_once(lambda line: f"Claude Code CLI {claude_version}: plain ok" in line)
     assert "Checking Claude Code CLI" not in again.log.read_text(), "a checked version is not probed again"
 
 

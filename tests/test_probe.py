@@ -64,9 +64,9 @@ async def checked(claude: str, temp: Path) -> Compatibility:
     return compatibility
 
 
-async def test_the_pinned_cli_passes_every_capability(claude_bin, own_temp):
+async def test_the_pinned_cli_passes_every_capability(claude_bin, claude_version, own_temp):
     compatibility = await checked(claude_bin, own_temp)
-    assert compatibility.version == "2.1.331"
+    assert compatibility.version == claude_version
     assert compatibility.broken == [], compatibility.verdicts
     assert "text deltas" in compatibility.verdicts[Capability.PLAIN].detail
     assert "held tool call was answered" in compatibility.verdicts[Capability.LIVE].detail
@@ -110,12 +110,15 @@ async def test_a_cli_with_one_capability_broken_gets_that_verdict_and_its_fallba
         assert all(compatibility.verdicts[c].detail.startswith("not checked") for c in broken[1:])
         refusal = compatibility.refusal("request")
         assert refusal is not None and "Claude Code CLI 2.1.331 to answer a plain turn" in refusal
-        assert "npm install -g @anthropic-ai/claude-code@2.1.331" in refusal and detail in refusal
+        assert f"npm install -g @anthropic-ai/claude-code@{probe.TESTED[-1]}" in refusal and detail in refusal
     elif Capability.TOOLS in broken:
         assert compatibility.refusal("request") is None
         refusal = compatibility.refusal("tools")
         assert refusal is not None and "Claude Code CLI 2.1.331 to call the client's tools" in refusal
-        assert "Requests without tools still work" in refusal and "Versions known to work: 2.1.331" in refusal
+        assert (
+            "Requests without tools still work" in refusal
+            and f"Versions known to work: {', '.join(probe.TESTED)}" in refusal
+        )
     else:
         assert compatibility.refusal("request") is None and compatibility.refusal("tools") is None
 

@@ -39,7 +39,7 @@ from .translate.turn import TurnEnd, TurnItem, TurnReport, TurnText, TurnToolArg
 
 logger = logging.getLogger(__name__)
 
-TESTED = ("2.1.331",)  # the versions the suite runs against: what a fix line offers
+TESTED = ("2.1.331", "2.1.332")  # the range CI runs the suite against (README, Tests); a fix line offers the newest
 INSTALL = "npm install -g @anthropic-ai/claude-code@{version}"
 FILE = "claude-compat.json"  # in the confdir
 MODEL = "sonnet"
