@@ -94,7 +94,7 @@ async def test_a_flow_that_is_not_live_is_left_alone(bridge):
     bridge.request(flow)
     assert flow.response is None
     assert flow.request.host == "api.openai.com"
-    assert bridge.diversions.backend._jobs == {}
+    assert bridge.diversions.backend._parked == {}
 
 
 @pytest.mark.parametrize(
@@ -170,7 +170,7 @@ async def test_a_refusal_from_the_headers_is_left_to_the_backend_and_the_body_to
     assert "expect" not in flow.request.headers, "no 100 Continue asks for the body"
     assert list(flow.request.stream(b"body")) == []
     assert isinstance(
-        bridge.diversions.backend._jobs[flow.request.path.removeprefix("/claude-bridge/jobs/")], backend.Refusal
+        bridge.diversions.backend._parked[flow.request.path.removeprefix("/claude-bridge/jobs/")], backend.Refusal
     )
     bridge.request(flow)  # at the end of the body, if the client sends it anyway
     assert flow.response is None
@@ -190,7 +190,7 @@ async def test_a_flow_that_fails_before_the_backend_forgets_its_job(bridge):
     flow.error = tflow.terr()
     bridge.error(flow)
     assert flow.request.url == "https://api.openai.com/v1/chat/completions"
-    assert job_path.removeprefix("/claude-bridge/jobs/") not in bridge.diversions.backend._jobs
+    assert job_path.removeprefix("/claude-bridge/jobs/") not in bridge.diversions.backend._parked
 
 
 async def test_a_bridged_request_whose_body_could_not_be_read_says_so_in_mitmweb(bridge):

@@ -15,6 +15,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from logging import DEBUG
+from typing import NamedTuple
 
 from pydantic import BaseModel
 
@@ -64,85 +65,124 @@ class Refusal:
 Job = StreamJob | JsonJob | Refusal
 
 
-class Backend:
-    def __init__(self, head_timeout: float = HEAD_TIMEOUT) -> None:
+class Head(NamedTuple):
+    """A request head as mitmproxy sent it: the request line's parts and the header lines, in order."""
+
+    method: str
+    path: str
+    lines: list[str]
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {name.strip().lower(): value.strip() for name, _, value in (h.partition(":") for h in self.lines)}
+
+
+class Loopback[T]:
+    """A server on 127.0.0.1 that serves only what was parked with it, once, under an unguessable path.
+
+    The work a parked item stands for is `_handle`'s; `stop` gives the connections `grace` seconds to end.
+    """
+
+    def __init__(self, prefix: str, head_timeout: float = HEAD_TIMEOUT, grace: float = STOP_GRACE) -> None:
+        self.prefix = prefix
         self.head_timeout = head_timeout
-        self._jobs: dict[str, Job] = {}
+        self.grace = grace
+        self._parked: dict[str, T] = {}
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
 
     @property
     def port(self) -> int:
-        assert self._server, "backend not started"
+        assert self._server, "loopback server not started"
         port: int = self._server.sockets[0].getsockname()[1]
         return port
 
+    @property
+    def started(self) -> bool:
+        return self._server is not None
+
     def serves(self, address: tuple[str, int] | None) -> bool:
-        """Whether a server connection is to this backend (so a diverted flow, whatever names it carries)."""
+        """Whether a server connection is to this server (so a diverted flow, whatever names it carries)."""
         return self._server is not None and address == ("127.0.0.1", self.port)
 
     async def start(self) -> None:
         self._stopping.clear()
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        logger.debug("backend listening on 127.0.0.1:%d", self.port)
+        logger.debug("%s listening on 127.0.0.1:%d", type(self).__name__, self.port)
 
     async def stop(self) -> None:
-        """Stop every run and tell its client why; connections that outlast the grace are cut."""
+        """Stop serving (the handlers see `_stopping`, to say why); connections that outlast the grace are cut."""
         if self._server is None:
             return
         self._server.close()
         self._stopping.set()
         if self._connections:
-            _, late = await asyncio.wait(set(self._connections), timeout=STOP_GRACE)
+            _, late = await asyncio.wait(set(self._connections), timeout=self.grace)
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
         self._server = None
-        self._jobs.clear()
+        self._parked.clear()
 
-    def park(self, job: Job) -> str:
-        """The path mitmproxy must request to have this job answered."""
-        job_id = secrets.token_urlsafe(32)
-        self._jobs[job_id] = job
-        return JOB_PATH_PREFIX + job_id
+    def park(self, item: T) -> str:
+        """The path mitmproxy must request to have `item` served."""
+        key = secrets.token_urlsafe(32)
+        self._parked[key] = item
+        return self.prefix + key
 
     def unpark(self, path: str) -> None:
-        """Forget a job whose flow never reached the backend (killed or failed before connecting)."""
-        self._jobs.pop(path.removeprefix(JOB_PATH_PREFIX), None)
+        """Forget an item whose flow never reached the server (killed or failed before connecting)."""
+        self._parked.pop(path.removeprefix(self.prefix), None)
+
+    def _claim(self, path: str) -> T | None:
+        return self._parked.pop(path.removeprefix(self.prefix), None) if path.startswith(self.prefix) else None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task
         self._connections.add(task)
         try:
-            job = await self._read_request(reader)
-            if job is None:
-                await _write_head(writer, 404, {"Content-Type": "text/plain"}, b"unknown job\n")
+            head = await read_head(reader, self.head_timeout)
+            item = self._claim(head.path) if head is not None else None
+            if head is None or item is None:
+                await write_head(writer, 404, {"Content-Type": "text/plain"}, b"unknown job\n")
                 return
-            await self._answer(job, reader, writer)
+            await self._handle(item, head, reader, writer)
         except (ConnectionError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as e:
-            logger.debug("backend connection ended: %r", e)
+            logger.debug("%s connection ended: %r", type(self).__name__, e)
         finally:
             self._connections.discard(task)
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
 
-    async def _read_request(self, reader: asyncio.StreamReader) -> Job | None:
-        """The parked job the request names; a request for any other path is refused before its body is read."""
-        async with asyncio.timeout(self.head_timeout):
-            head = await reader.readuntil(b"\r\n\r\n")
-        if len(head) > MAX_HEADER_BYTES:
-            return None
-        request_line, *header_lines = head.decode("latin-1").split("\r\n")
-        path = request_line.split(" ")[1] if request_line.count(" ") >= 2 else ""
-        headers = {name.strip().lower(): value.strip() for name, _, value in (h.partition(":") for h in header_lines)}
-        job = self._jobs.pop(path.removeprefix(JOB_PATH_PREFIX), None) if path.startswith(JOB_PATH_PREFIX) else None
-        if job is not None and not isinstance(job, Refusal):
+    async def _handle(self, item: T, head: Head, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+
+async def read_head(reader: asyncio.StreamReader, timeout: float) -> Head | None:
+    """The request head; None if it is larger than any mitmproxy would send (so it is no request of ours)."""
+    async with asyncio.timeout(timeout):
+        raw = await reader.readuntil(b"\r\n\r\n")
+    if len(raw) > MAX_HEADER_BYTES:
+        return None
+    request_line, *lines = raw.decode("latin-1").removesuffix("\r\n\r\n").split("\r\n")
+    parts = request_line.split(" ")
+    return Head(parts[0], parts[1], lines) if len(parts) == 3 else None
+
+
+class Backend(Loopback[Job]):
+    """The parked jobs of bridged requests, each answered as it is produced."""
+
+    def __init__(self, head_timeout: float = HEAD_TIMEOUT) -> None:
+        super().__init__(JOB_PATH_PREFIX, head_timeout)
+
+    async def _handle(self, job: Job, head: Head, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not isinstance(job, Refusal):
             # The body is the client's original request, kept on the flow for inspection; the job holds it parsed.
-            await _skip_body(reader, headers)
-        return job
+            await _skip_body(reader, head.headers)
+        await self._answer(job, reader, writer)
 
     async def _answer(self, job: Job, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Run the job, cancelling it the moment mitmproxy drops the connection (the client went away)
@@ -204,7 +244,7 @@ class _Reply:
             match self.job:
                 case JsonJob(answer=answer):
                     body = (await answer()).model_dump_json().encode()
-                    await _write_head(self.writer, 200, {"Content-Type": "application/json"}, body)
+                    await write_head(self.writer, 200, {"Content-Type": "application/json"}, body)
                 case StreamJob(items=items, sse=framing):
                     async with contextlib.aclosing(items()) as stream:
                         async for item in stream:
@@ -230,7 +270,7 @@ class _Reply:
     async def _start_stream(self) -> None:
         """Headers wait for the first item: a failure before any text gets a real HTTP status."""
         if not self.started:
-            await _write_head(self.writer, 200, SSE_HEADERS)
+            await write_head(self.writer, 200, SSE_HEADERS)
             self.started = True
 
     async def error(self, error: OpenAIError) -> None:
@@ -240,10 +280,10 @@ class _Reply:
             await _end_body(self.writer)
         else:
             headers = {"Content-Type": "application/json", **error.headers}
-            await _write_head(self.writer, error.status, headers, error.response().model_dump_json().encode())
+            await write_head(self.writer, error.status, headers, error.response().model_dump_json().encode())
 
 
-async def _write_head(
+async def write_head(
     writer: asyncio.StreamWriter, status: int, headers: dict[str, str], body: bytes | None = None
 ) -> None:
     lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}"]
