@@ -231,7 +231,7 @@ Behaviour = Echo | Reply | Gate | ApiError | Hang | Stall | StreamError | Reset 
 
 @dataclass(frozen=True)
 class Recorded:
-    """One request as the fake received it (credentials redacted), and what it did with the prompt cache."""
+    """One request as the fake received it (the test login redacted), and what it did with the prompt cache."""
 
     path: str
     headers: dict[str, str]
@@ -586,8 +586,9 @@ class _Handler(BaseHTTPRequestHandler):
         body = _json_object(raw)
         if body is None:
             return self._send_error(ApiError(400, "invalid_request_error", "the body is not a JSON object"))
+        # Only the test login is redacted: any other value (a placeholder that was never replaced) stays visible.
         redacted = {"authorization", "x-api-key"}
-        headers = {k: "<redacted>" if k.lower() in redacted else v for k, v in self.headers.items()}
+        headers = {k: "<redacted>" if k.lower() in redacted and TEST_TOKEN in v else v for k, v in self.headers.items()}
         try:
             prompt = Prompt.parse(body)
             chosen = self.fake._choose(body)

@@ -110,7 +110,7 @@ def test_the_login_reaches_the_api_but_no_saved_flow_and_the_tag_never_leaves(st
 
     (call,) = anthropic_flows(saved_flows(saved, 2))
     received = {name.lower(): value for name, value in fake.requests[-1].headers.items()}
-    assert "authorization" in received, "the API was sent the login (the fake records it redacted)"
+    assert received["authorization"] == "<redacted>", "the API was sent the login (the fake records it redacted)"
     assert "x-claude-bridge-cli" not in received
     assert call.request.headers["authorization"] == "<redacted by claude-bridge>"
     assert TEST_TOKEN.encode() not in saved.read_bytes()

@@ -10,9 +10,8 @@ leaves); the runner knows which request's run the tagged process serves at that 
 an Anthropic flow names the OpenAI flow it served, and the OpenAI flow, once answered, names its Anthropic flows.
 Warm and live CLIs serve many requests over their life: the link is made per run, never per process.
 
-The API calls carry the user's login: the credential headers are replaced once the request has left (responseheaders,
-or error), before mitmweb's final view, the flow's saving and any log line. mitmproxy sends a request exactly as its
-flow holds it, so while a call is in flight the flow holds the token.
+The API calls carry the user's login, which no flow ever holds: leg_relay.py takes it off each flow before any other
+addon sees it and puts it back on the way out.
 """
 
 from __future__ import annotations
@@ -21,18 +20,19 @@ import asyncio
 import contextlib
 import logging
 import os
+import ssl
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from mitmproxy import ctx, exceptions, http
+from mitmproxy import addonmanager, ctx, exceptions, http
 from mitmproxy.addons.next_layer import NextLayer
 from mitmproxy.proxy import layer, layers, mode_specs
 from pydantic import BaseModel
 
-from . import backend, redact
+from . import backend, leg_relay
 from .claude import runner as claude_runner
 from .claude.invocation import TAG_HEADER, ApiProxy
 
@@ -42,6 +42,7 @@ LEG_MODE = "regular@127.0.0.1:0"
 """The listener the CLIs' API calls go through: loopback, on a port the system picks."""
 DEFAULT_API = "https://api.anthropic.com"
 CA_FILE = "mitmproxy-ca-cert.pem"
+TLS_OPTIONS = ("ssl_insecure", "ssl_verify_upstream_trusted_ca", "ssl_verify_upstream_trusted_confdir")
 MAX_KEPT_BODY = 32 * 1024 * 1024
 """How much of an API answer is kept for mitmweb (it is passed on whole regardless)."""
 
@@ -97,8 +98,12 @@ class AnthropicLeg:
         self._api = api_address(None)
         self._links: dict[str, RunLink] = {}
         self._decrypting = _DecryptingLayers()
+        self._relay = leg_relay.Relay()
         self._running = False
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def load(self, loader: addonmanager.Loader) -> None:
+        leg_relay.first_in_chain(loader.master.addons, self._first_look)
 
     def configure(self, updated: set[str]) -> None:
         on = ctx.options.bridge_inspect_claude
@@ -107,6 +112,8 @@ class AnthropicLeg:
                 self._api = api_address(os.environ.get("ANTHROPIC_BASE_URL"))
             except ValueError as e:
                 raise exceptions.OptionsError(f"bridge_inspect_claude: {e}") from e
+        if on and ({"bridge_inspect_claude", *TLS_OPTIONS} & updated):
+            self._relay.tls = _api_tls()
         if {"bridge_inspect_claude", "mode"} & updated:
             self._keep_listener(on)  # also when the modes are set anew (config.yaml read after the command line)
         if "bridge_inspect_claude" in updated and self._running:
@@ -123,11 +130,14 @@ class AnthropicLeg:
         if ctx.options.bridge_inspect_claude:
             await self._open()
 
-    def done(self) -> None:
+    async def done(self) -> None:
         self._running = False
+        await self._relay.stop()
 
     async def _open(self) -> None:
         """Once the leg listens: its address and the bridge's CA for the CLIs to come."""
+        if not self._relay.started:
+            await self._relay.start()
         proxyserver = ctx.master.addons.get("proxyserver")
         await proxyserver.setup_servers()  # waits for a listener being added by the option's change
         try:
@@ -205,9 +215,11 @@ class AnthropicLeg:
         elif not isinstance(nextlayer.layer, layers.TCPLayer):
             nextlayer.layer = layers.TCPLayer(context, ignore=True)
 
-    def requestheaders(self, flow: http.HTTPFlow) -> None:
+    def _first_look(self, flow: http.HTTPFlow) -> None:
+        """Before any other addon (mitmweb's view among them): the login off the flow, and the flow labelled."""
         if not self._is_leg(flow):
             return
+        self._relay.take(flow)
         tag = flow.request.headers.pop(TAG_HEADER, None)  # the bridge's own: it never leaves
         owner = self._runner.serving(tag) if tag else None
         if isinstance(owner, RunLink):
@@ -222,15 +234,17 @@ class AnthropicLeg:
             flow.comment = f"claude-bridge: not from a CLI the bridge runs ({short(flow.id)})"
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
+        self._relay.restore(flow)
         if not self._is_leg(flow) or flow.response is None:
             return
-        _hide_credentials(flow.request.headers)  # the request has left
         # Buffered, the answer would reach the CLI (and the client) only once complete.
         flow.response.stream = _Kept(flow)
 
+    def response(self, flow: http.HTTPFlow) -> None:
+        self._relay.restore(flow)  # answered by some addon, never sent
+
     def error(self, flow: http.HTTPFlow) -> None:
-        if self._is_leg(flow):
-            _hide_credentials(flow.request.headers)
+        self._relay.restore(flow)
 
     def _is_leg(self, flow: http.HTTPFlow) -> bool:
         return self.proxy is not None and flow.client_conn.proxy_mode == self._mode
@@ -249,10 +263,14 @@ async def _answer_for(link: RunLink, answer: Callable[[], Awaitable[BaseModel]])
     return await answer()
 
 
-def _hide_credentials(headers: http.Headers) -> None:
-    redact.credentials(headers)
-    if "cookie" in headers:
-        headers["cookie"] = redact.REDACTED
+def _api_tls() -> ssl.SSLContext:
+    options = ctx.options
+    try:
+        return leg_relay.api_tls(
+            options.ssl_insecure, options.ssl_verify_upstream_trusted_ca, options.ssl_verify_upstream_trusted_confdir
+        )
+    except OSError as e:
+        raise exceptions.OptionsError(f"bridge_inspect_claude: the CA to check the Claude API with: {e}") from e
 
 
 class _Kept:
