@@ -9,18 +9,23 @@ import json
 import re
 import socket
 import ssl
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mitmproxy import http, io
+from test_lifecycle import open_chat
 from test_tools_e2e import ASK, WEATHER
 
 from claude_bridge.anthropic_leg import api_address
 from claude_bridge.claude.invocation import ApiProxy, proxy_env
-from conftest import wait_for
+from claude_bridge.redact import REDACTED
+from conftest import free_port, wait_for
 from fake_anthropic import TEST_TOKEN, FakeAnthropic, Reply, ToolUse
 from tls_server import cert_pem, key_pem, make_ca, make_leaf
 
+WEB = "leg-test-token"
 LEG_LINE = re.compile(r"Claude's API calls \(to [^)]+\) go through 127\.0\.0\.1:(\d+)")
 
 
@@ -115,6 +120,46 @@ def test_the_login_reaches_the_api_but_no_saved_flow_and_the_tag_never_leaves(st
     assert call.request.headers["authorization"] == "<redacted by claude-bridge>"
     assert TEST_TOKEN.encode() not in saved.read_bytes()
     assert TEST_TOKEN not in bridge.log.read_text()
+
+
+def test_mitmweb_never_holds_the_login_of_a_call_in_flight(start_bridge, fake):
+    """mitmweb publishes a flow when its request arrives, after every hook, and to GET /flows at any time: neither
+    its websocket, its flow list nor its flow dump may hold the token, while the API holds its answer or after."""
+    import websocket  # websocket-client, which Selenium brings
+
+    web = free_port()
+    bridge = start_bridge(
+        "bridge_inspect_claude=true", "web_open_browser=false", f"web_port={web}", f"web_password={WEB}", web=True
+    )
+    updates = websocket.create_connection(f"ws://127.0.0.1:{web}/updates", header=[f"Authorization: Bearer {WEB}"])
+    try:
+        client = open_chat(bridge, "[[fake:hang]]")  # the API takes the call and never answers
+        wait_for(lambda: fake.requests, "the API call at the fake API")
+        (call,) = [flow for flow in mitmweb(web, "/flows") if "Claude API call" in flow["comment"]]
+        assert "response" not in call, "in flight"
+        assert [value for name, value in call["request"]["headers"] if name.lower() == "authorization"] == [REDACTED]
+        assert TEST_TOKEN not in json.dumps(mitmweb(web, "/flows"))
+        assert TEST_TOKEN.encode() not in mitmweb(web, "/flows/dump", raw=True)
+        assert fake.requests[-1].headers["Authorization"] == "<redacted>", "the API was sent the login itself"
+
+        client.close()  # the run is cancelled, its CLI stopped, the call cut
+        published = [updates.recv()]
+        while not re.search(rf'"id": ?"{call["id"]}".*"error": ?{{', published[-1]):
+            published.append(updates.recv())
+    finally:
+        updates.close()
+    assert [message for message in published if call["id"] in message][1:], "the call was published as it went"
+    assert not [message for message in published if TEST_TOKEN in message]
+    (ended,) = [flow for flow in mitmweb(web, "/flows") if flow["id"] == call["id"]]
+    assert (ended["request"]["scheme"], ended["request"]["path"]) == ("http", "/v1/messages?beta=true")
+    assert TEST_TOKEN.encode() not in mitmweb(web, "/flows/dump", raw=True)
+
+
+def mitmweb(port: int, path: str, *, raw: bool = False) -> Any:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Authorization": f"Bearer {WEB}"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        body = answer.read()
+    return body if raw else json.loads(body)
 
 
 def test_with_the_option_off_the_cli_calls_the_api_itself_and_no_anthropic_flow_is_kept(start_bridge, fake, saved):
