@@ -19,9 +19,10 @@ import pytest
 from chromium import chromium
 from test_tools_e2e import WEATHER
 
+from claude_bridge.redact import REDACTED
 from conftest import ROOT, free_port
 from conftest import wait_for as conftest_wait_for
-from fake_anthropic import ToolUse
+from fake_anthropic import TEST_TOKEN, ToolUse
 
 SCREENSHOT = ROOT / "docs" / "mitmweb.png"
 WIDTH, HEIGHT = 1400, 760
@@ -198,6 +199,46 @@ def test_a_tool_call_reads_as_the_call_with_its_arguments(start_bridge, fake, br
 
     if os.environ.get("UPDATE_SCREENSHOT") == "1":
         take_screenshot(browser)
+
+
+def test_with_inspect_claude_the_anthropic_call_is_listed_beside_its_request_without_the_login(
+    start_bridge, fake, browser
+):
+    from selenium.webdriver.common.by import By
+
+    web_port = free_port()
+    bridge = start_bridge(
+        "bridge_inspect_claude=true",
+        "web_open_browser=false",
+        f"web_port={web_port}",
+        f"web_password={PASSWORD}",
+        web=True,
+    )
+    open_mitmweb(browser, web_port)
+    ask = [{"role": "user", "content": "hello Claude side"}]
+    assert bridge.client().chat.completions.create(model="gpt-4o", messages=ask).choices[0].message.content
+
+    select_flow(browser, URL)
+    chat, chat_comment = flow_id(browser), comment(browser)
+    select_flow(browser, f"{fake.url}/v1/messages")
+    call, call_comment = flow_id(browser), comment(browser)
+    assert len(browser.find_elements(By.CSS_SELECTOR, ROWS)) == 2
+    assert f"| run {chat[:8]}: Claude API flows {call[:8]}" in chat_comment, chat_comment
+    assert f"({call[:8]}) of run {chat[:8]}: POST /v1/chat/completions" in call_comment, call_comment
+
+    # The Anthropic call's request, read by the bridge's view; its login shown as the placeholder, nowhere else.
+    tab(browser, "Request")
+    view, text = content(browser, "request", "hello Claude side")
+    assert view == "Anthropic Messages"
+    assert text.splitlines()[0].startswith("Anthropic Messages request for ")
+    headers = browser.find_element(By.CSS_SELECTOR, "section.request .headers").text
+    assert re.search(rf"(?im)^authorization:\s*{re.escape(REDACTED)}$", headers), headers
+    assert TEST_TOKEN not in browser.page_source
+
+
+def flow_id(browser: Any) -> str:
+    """The selected flow's id, from the address mitmweb shows it at."""
+    return re.search(r"/flows/([0-9a-f-]+)/", browser.current_url)[1]  # type: ignore[index]
 
 
 def test_a_saved_flow_file_opens_in_mitmweb_with_the_same_views(start_bridge, fake, browser, tmp_path):
