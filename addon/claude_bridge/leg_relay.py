@@ -178,4 +178,5 @@ def first_in_chain(manager: addonmanager.AddonManager, look: Callable[[http.HTTP
     """Run `look` on every request's headers before any other addon (the one put there before, if any, replaced)."""
     if (before := manager.get(_First.name)) is not None:
         manager.remove(before)
-    manager.chain.insert(0, manager.register(_First(look)))
+    # A new list: a script's addons load while mitmproxy iterates the chain, which an insert would shift.
+    manager.chain = [manager.register(_First(look)), *manager.chain]
