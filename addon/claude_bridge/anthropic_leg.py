@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from mitmproxy import addonmanager, ctx, exceptions, http
+from mitmproxy import ctx, exceptions, http
 from mitmproxy.addons.next_layer import NextLayer
 from mitmproxy.proxy import layer, layers, mode_specs
 from pydantic import BaseModel
@@ -102,9 +102,6 @@ class AnthropicLeg:
         self._running = False
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def load(self, loader: addonmanager.Loader) -> None:
-        leg_relay.first_in_chain(loader.master.addons, self._first_look)
-
     def configure(self, updated: set[str]) -> None:
         on = ctx.options.bridge_inspect_claude
         if "bridge_inspect_claude" in updated and on:
@@ -126,6 +123,7 @@ class AnthropicLeg:
             ctx.options.update(mode=wanted)
 
     async def running(self) -> None:
+        leg_relay.first_in_chain(ctx.master.addons, self._first_look)  # before any leg flow: the leg opens below
         self._running = True
         if ctx.options.bridge_inspect_claude:
             await self._open()

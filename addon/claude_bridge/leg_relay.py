@@ -175,8 +175,11 @@ class _First:
 
 
 def first_in_chain(manager: addonmanager.AddonManager, look: Callable[[http.HTTPFlow], None]) -> None:
-    """Run `look` on every request's headers before any other addon (the one put there before, if any, replaced)."""
+    """Run `look` on every request's headers before any other addon (the one put there before, if any, replaced).
+
+    For a hook (`running`), not `load`: `AddonManager.add` appends to the chain it had before loading the addon.
+    """
     if (before := manager.get(_First.name)) is not None:
         manager.remove(before)
-    # A new list: a script's addons load while mitmproxy iterates the chain, which an insert would shift.
+    # A new list: mitmproxy is iterating the chain to call the hook this runs in, and an insert would shift it.
     manager.chain = [manager.register(_First(look)), *manager.chain]
