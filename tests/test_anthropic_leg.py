@@ -122,7 +122,12 @@ def test_the_login_reaches_the_api_but_no_saved_flow_and_the_tag_never_leaves(st
     assert TEST_TOKEN not in bridge.log.read_text()
 
 
-def test_mitmweb_never_holds_the_login_of_a_call_in_flight(start_bridge, fake):
+@pytest.mark.parametrize(
+    ("directive", "answering"),
+    [("[[fake:hang]]", False), ("[[fake:stall text=partial]]", True)],
+    ids=["before-the-answer", "while-it-streams"],
+)
+def test_mitmweb_never_holds_the_login_of_a_call_in_flight(start_bridge, fake, directive, answering):
     """mitmweb publishes a flow when its request arrives, after every hook, and to GET /flows at any time: neither
     its websocket, its flow list nor its flow dump may hold the token, while the API holds its answer or after."""
     import websocket  # websocket-client, which Selenium brings
@@ -133,10 +138,15 @@ def test_mitmweb_never_holds_the_login_of_a_call_in_flight(start_bridge, fake):
     )
     updates = websocket.create_connection(f"ws://127.0.0.1:{web}/updates", header=[f"Authorization: Bearer {WEB}"])
     try:
-        client = open_chat(bridge, "[[fake:hang]]")  # the API takes the call and never answers
-        wait_for(lambda: fake.requests, "the API call at the fake API")
-        (call,) = [flow for flow in mitmweb(web, "/flows") if "Claude API call" in flow["comment"]]
-        assert "response" not in call, "in flight"
+        client = open_chat(bridge, directive)  # the API takes the call, and never answers or stops mid-answer
+
+        def in_flight() -> list[dict[str, Any]]:
+            calls = [flow for flow in mitmweb(web, "/flows") if "Claude API call" in flow["comment"]]
+            return [flow for flow in calls if ("response" in flow) == answering and fake.requests]
+
+        wait_for(in_flight, "the API call in flight")
+        (call,) = in_flight()
+        assert call["request"]["path"].startswith("/v1/messages" if answering else "/claude-bridge/relay/")
         assert [value for name, value in call["request"]["headers"] if name.lower() == "authorization"] == [REDACTED]
         assert TEST_TOKEN not in json.dumps(mitmweb(web, "/flows"))
         assert TEST_TOKEN.encode() not in mitmweb(web, "/flows/dump", raw=True)
