@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import re
 import socket
-import ssl
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from claude_bridge.claude.invocation import ApiProxy, proxy_env
 from claude_bridge.redact import REDACTED
 from conftest import free_port, wait_for
 from fake_anthropic import TEST_TOKEN, FakeAnthropic, Reply, ToolUse
-from tls_server import cert_pem, key_pem, make_ca, make_leaf
+from tls_server import cert_pem, make_ca, server_context
 
 WEB = "leg-test-token"
 LEG_LINE = re.compile(r"Claude's API calls \(to [^)]+\) go through 127\.0\.0\.1:(\d+)")
@@ -207,18 +206,13 @@ def test_with_the_option_on_each_cli_is_pointed_at_the_bridge_and_trusts_its_ca(
 def test_an_https_api_is_decrypted_on_the_leg_with_the_bridges_ca(start_bridge, tmp_path):
     """The real API's case: the CLI asks the leg to CONNECT to the API host, which allow_hosts (the bridged hosts
     only) would tunnel; the leg decrypts it, the CLI trusting the bridge's CA, mitmproxy the API's."""
-    api_ca = make_ca("API test CA")
-    leaf, key = make_leaf(api_ca, "localhost")
-    (tmp_path / "api-ca.pem").write_bytes(cert_pem(api_ca[0]))
-    (tmp_path / "api.pem").write_bytes(cert_pem(leaf) + key_pem(key))
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(tmp_path / "api.pem")
+    context, api_ca = server_context(tmp_path)
     saved = tmp_path / "flows.mitm"
     with FakeAnthropic(tls=context) as api:
         bridge = start_bridge(
             "bridge_inspect_claude=true",
             f"save_stream_file={saved}",
-            f"ssl_verify_upstream_trusted_ca={tmp_path / 'api-ca.pem'}",
+            f"ssl_verify_upstream_trusted_ca={api_ca}",
             env={"ANTHROPIC_BASE_URL": api.url},
         )
         answer = bridge.client().chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from mitmproxy.test import tflow
 from claude_bridge import leg_relay
 from claude_bridge.redact import REDACTED
 from fake_anthropic import TEST_TOKEN, FakeAnthropic
-from tls_server import cert_pem, key_pem, make_ca, make_leaf
+from tls_server import server_context
 
 ASKED = {"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}
 
@@ -98,12 +97,7 @@ async def test_a_flow_that_ends_before_it_reaches_the_relay_leaves_no_login_behi
 
 
 async def test_the_apis_certificate_is_checked_by_the_cas_mitmproxy_would_trust(relay, tmp_path: Path):
-    api_ca = make_ca("API test CA")
-    leaf, key = make_leaf(api_ca, "localhost")
-    (tmp_path / "api-ca.pem").write_bytes(cert_pem(api_ca[0]))
-    (tmp_path / "api.pem").write_bytes(cert_pem(leaf) + key_pem(key))
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(tmp_path / "api.pem")
+    context, api_ca = server_context(tmp_path)
     with FakeAnthropic(tls=context) as api:
         untrusted = api_call(api.url)
         relay.take(untrusted)
@@ -113,7 +107,7 @@ async def test_the_apis_certificate_is_checked_by_the_cas_mitmproxy_would_trust(
         assert b"certificate verify failed" in answer
         assert api.requests == []
 
-        relay.tls = leg_relay.api_tls(False, str(tmp_path / "api-ca.pem"), None)
+        relay.tls = leg_relay.api_tls(False, str(api_ca), None)
         trusted = api_call(api.url)
         relay.take(trusted)
         assert (await send(trusted.request))[0] == 200

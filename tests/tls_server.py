@@ -85,6 +85,18 @@ def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
+def server_context(folder: Path, host: str = "localhost") -> tuple[ssl.SSLContext, Path]:
+    """A server context for `host` signed by a new CA, and the CA's certificate file, for its clients to trust."""
+    ca = make_ca(f"{host} test CA")
+    leaf, key = make_leaf(ca, host)
+    ca_file, chain = folder / f"{host}-ca.pem", folder / f"{host}.pem"
+    ca_file.write_bytes(cert_pem(ca[0]))
+    chain.write_bytes(cert_pem(leaf) + key_pem(key))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(chain)
+    return context, ca_file
+
+
 class TlsServer:
     """Answers every request with JSON naming what it received, and records it.
 
