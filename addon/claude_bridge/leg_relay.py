@@ -74,7 +74,9 @@ class Relay(backend.Loopback[Parcel]):
     def take(self, flow: http.HTTPFlow) -> None:
         """The flow's credentials off it (a placeholder in their place), and the flow pointed at the relay."""
         headers, request = flow.request.headers, flow.request
-        credentials = tuple((name, value) for name, value in headers.items(multi=True) if name.lower() in TAKEN_HEADERS)
+        # As latin-1, the relay's reading of a head: the bytes go out exactly as the CLI sent them.
+        raw = ((name.decode("latin-1"), value.decode("latin-1")) for name, value in headers.fields)
+        credentials = tuple((name, value) for name, value in raw if name.lower() in TAKEN_HEADERS)
         for name in {name.lower() for name, _ in credentials}:
             headers[name] = redact.REDACTED
         origin = Origin(request.scheme, request.host, request.port, request.path, request.host_header)
@@ -103,7 +105,8 @@ class Relay(backend.Loopback[Parcel]):
                     origin.host, origin.port, ssl=tls, server_hostname=origin.host if tls else None
                 )
         except (OSError, TimeoutError) as e:
-            why = f"claude-bridge could not reach {origin.host}:{origin.port}: {e or 'no answer'}\n"
+            failure = str(e) or f"no answer in {CONNECT_TIMEOUT:g} s"  # a timeout says nothing itself
+            why = f"claude-bridge could not reach {origin.host}:{origin.port}: {failure}\n"
             await backend.write_head(writer, 502, {"Content-Type": "text/plain"}, why.encode())
             return
         try:
@@ -153,7 +156,7 @@ async def _both_ways(
 async def _answer(api_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     head = await api_reader.readuntil(b"\r\n\r\n")  # bounded by the reader's limit (64 KiB)
     status, *lines = head.decode("latin-1").removesuffix("\r\n\r\n").split("\r\n")
-    # mitmproxy must not send a second request on this connection: it is the API's no longer.
+    # One request a connection: mitmproxy must not send another on it.
     kept = _without(lines, REPLACED_HEADERS)
     writer.write(("\r\n".join([status, *kept, "Connection: close"]) + "\r\n\r\n").encode("latin-1"))
     await _pipe(api_reader, writer)
