@@ -44,13 +44,12 @@ class CliCheck:
             except Exception:  # the probe's own fault, not the CLI's: the bridge goes on as it would without it
                 logger.exception("The compatibility check of Claude Code CLI %s failed", self.version)
                 return {}
-            probe.remember(confdir, compatibility)
+            probe.remember(confdir, compatibility)  # the probe logged its verdict
+        else:
+            level = logging.WARNING if compatibility.broken else logging.INFO
+            logger.log(level, "%s (checked %s)", compatibility.summary(), f"{compatibility.checked:%Y-%m-%d}")
         self.compatibility = compatibility
         fallbacks = compatibility.fallbacks()
-        if compatibility.broken:
-            logger.warning(compatibility.summary())
-        else:
-            logger.info(compatibility.summary())
         for name, value in fallbacks.items():
             logger.warning("Falling back to %s=%s for this CLI.", name, value)
         return fallbacks
