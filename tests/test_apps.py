@@ -47,6 +47,11 @@ def test_a_named_key_names_the_app_whatever_its_user_agent():
     assert apps.app_of({"user-agent": "curl/8.5.0"}, {}) == "curl"
 
 
+def test_a_user_agent_cannot_take_the_name_of_an_app_with_a_key():
+    claimed = {"authorization": "Bearer shared", "user-agent": "agent/1.0"}
+    assert apps.app_of(claimed, KEYS) == "agent (User-Agent)"
+
+
 @pytest.mark.parametrize(
     "authorization",
     [None, "Bearer", "Bearer k-notes", "Bearer k-notes-1x", "Basic k-notes-1", "k-notes-1", "Bearer \udcff"],

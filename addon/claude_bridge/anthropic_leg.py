@@ -217,6 +217,9 @@ class AnthropicLeg:
         """Before any other addon (mitmweb's view among them): the login off the flow, and the flow labelled."""
         if not self._is_leg(flow):
             return
+        if (flow.request.host, flow.request.port) != self._api:
+            # Plain HTTP to any other host: left to the bridge's own hooks (a bridged host is answered or refused).
+            return
         self._relay.take(flow)
         tag = flow.request.headers.pop(TAG_HEADER, None)  # the bridge's own: it never leaves
         owner = self._runner.serving(tag) if tag else None
@@ -277,10 +280,14 @@ class _Kept:
     def __init__(self, flow: http.HTTPFlow) -> None:
         self._flow = flow
         self._body = bytearray()
+        self._whole = True
 
     def __call__(self, data: bytes) -> bytes:
-        if data and len(self._body) + len(data) <= MAX_KEPT_BODY:
-            self._body += data
+        if data and self._whole:
+            # Past the limit nothing more is kept: a copy with a gap in it would show an answer never sent.
+            self._whole = len(self._body) + len(data) <= MAX_KEPT_BODY
+            if self._whole:
+                self._body += data
         elif not data and self._flow.response is not None:
             self._flow.response.raw_content = bytes(self._body)
         return data

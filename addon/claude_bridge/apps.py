@@ -25,7 +25,11 @@ _VERSION = re.compile(r"v?\d[\w.+\-]*", re.IGNORECASE)
 def app_of(headers: Mapping[str, str], app_keys: Mapping[str, str]) -> str:
     """The app a request is counted under: the name of the key it carries, else its User-Agent product."""
     named = access.app_of_key(headers.get("authorization"), app_keys)
-    return named if named is not None else product(headers.get("user-agent"))
+    if named is not None:
+        return named
+    claimed = product(headers.get("user-agent"))
+    # A User-Agent is the client's own word: it may not take the name (and so the budget) of an app with a key.
+    return f"{claimed} (User-Agent)" if claimed in app_keys else claimed
 
 
 def product(user_agent: str | None) -> str:

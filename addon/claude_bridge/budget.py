@@ -100,9 +100,13 @@ class Budget:
             refuse_overage,
         )
 
-    def check(self, ledger: Ledger, app: str, now: datetime.datetime) -> OpenAIError | None:
-        """The refusal of a request from `app` about to start a run at `now` (aware, the user's zone), or None."""
-        if self.refuse_overage and (refusal := _overage_refusal(ledger.plan_limits(), now)):
+    def check(
+        self, ledger: Ledger, app: str, now: datetime.datetime, plan: PlanLimits | None = None
+    ) -> OpenAIError | None:
+        """The refusal of a request from `app` about to start a run at `now` (aware, the user's zone), or None.
+        `plan`: the plan's state as the bridge holds it (the ledger's saved one when not given)."""
+        plan = plan if plan is not None else ledger.plan_limits()
+        if self.refuse_overage and (refusal := _overage_refusal(plan, now)):
             return refusal
         # Past both caps, the monthly one says how long to wait: it resets later.
         for period, caps in ((MONTH, self.monthly), (DAY, self.daily)):

@@ -128,7 +128,8 @@ OPTIONS = (
         False,
         "Route the Claude Code CLI's own API calls through the bridge (a proxy listener of its own on loopback, the "
         "bridge's CA trusted by the CLI), so mitmweb shows each bridged request's Anthropic Messages calls beside "
-        "it, linked both ways in their comments. Their credentials are replaced once each call has left.",
+        "it, linked both ways in their comments. The login they carry is on no flow: taken off before any addon "
+        "sees a call and put back by a loopback relay of the bridge on its way out.",
     ),
     Option(
         "bridge_log_prompts",

@@ -227,6 +227,7 @@ def _settings(settings: ClaudeSettings, api_url: str, home: Path) -> ClaudeSetti
         total_timeout=CHECK_TIMEOUT,
         allow_api_key=False,
         environment=tuple(sorted(env.items())),
+        api_proxy=None,  # nor the bridge's own inspection listener (bridge_inspect_claude)
     )
 
 

@@ -68,7 +68,9 @@ class Spending:
         raises the 429 insufficient_quota of a spent cap or of paid overage."""
         app = apps.app_of(flow.request.headers, self.app_keys)
         flow.metadata[APP], flow.metadata[STREAM] = app, stream
-        if self.ledger is not None and (refusal := self.budget.check(self.ledger, app, periods.now())):
+        if self.ledger is not None and (
+            refusal := self.budget.check(self.ledger, app, periods.now(), self.plan_limits)
+        ):
             raise refusal
 
     def finished(self, flow: http.HTTPFlow, model: str | None, report: TurnReport | None) -> None:
@@ -94,8 +96,7 @@ class Spending:
         if not changed:
             return
         if self.ledger is not None:
-            # Written at once, not queued: budget checks read it, and the state changes seldom.
-            self.ledger.save_plan_limits(reported)
+            self.ledger.submit_plan_limits(reported)  # off the event loop; budget checks read self.plan_limits
         logger.info("claude-bridge: %s", reported.text())
         flow.comment = f"{flow.comment}; {reported.text()}" if flow.comment else f"claude-bridge: {reported.text()}"
         if overage_began:

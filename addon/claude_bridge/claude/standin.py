@@ -186,7 +186,7 @@ async def _read_request(reader: asyncio.StreamReader) -> Json:
     if "chunked" in framing.get("transfer-encoding", ""):
         raw = await _read_chunked(reader)
     else:
-        length = int(framing.get("content-length") or 0)
+        length = _size(framing.get("content-length") or "0", 10)
         if length > MAX_BODY:
             raise BadRequest(413, f"a body of {length} bytes")
         raw = await reader.readexactly(length)
@@ -204,13 +204,24 @@ async def _read_request(reader: asyncio.StreamReader) -> Json:
 
 async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
     raw = b""
-    while size := int((await reader.readuntil(b"\r\n")).split(b";")[0].strip() or b"0", 16):
+    while size := _size((await reader.readuntil(b"\r\n")).split(b";")[0].strip().decode("latin-1") or "0", 16):
         if len(raw) + size > MAX_BODY:
             raise BadRequest(413, "a body over the stand-in's limit")
         raw += await reader.readexactly(size)
         await reader.readexactly(2)
     await reader.readuntil(b"\r\n")  # the empty trailer
     return raw
+
+
+def _size(text: str, base: int) -> int:
+    """A body or chunk length as the CLI writes it; anything else (negative, not a number) is a 400."""
+    try:
+        size = int(text, base)
+    except ValueError:
+        size = -1
+    if size < 0:
+        raise BadRequest(400, f"a length of {text[:20]!r}")
+    return size
 
 
 def _head(status: int, content_type: str, length: int | None) -> bytes:
