@@ -65,31 +65,20 @@ def chat_job(
     messages_param: str = "messages",
 ) -> ChatJob:
     """`messages_param`: the client's name for the messages when they were translated from another endpoint's
-    (`input`, `prompt`), which its errors then name: their index would count the translated messages."""
-    try:
-        return _chat_job(request, models, history_mode, reasoning_content)
-    except OpenAIError as e:
-        if messages_param != "messages" and (e.error.param or "").startswith("messages"):
-            e.error.param = messages_param
-        raise
-
-
-def _chat_job(
-    request: ChatCompletionCreateParams, models: ModelMap, history_mode: HistoryMode, reasoning_content: bool
-) -> ChatJob:
+    (`input`, `prompt`), which its errors then name (see `_Place`)."""
     if request.n is not None and request.n > 1:
         raise OpenAIError(400, "claude-bridge returns one choice per request; `n` must be 1.", param="n")
     tools = _tools(request)
-    system_parts = [text for text in _system_texts(request) if text]
+    system_parts = [text for text in _system_texts(request, messages_param) if text]
     if instruction := _tool_choice_instruction(request, tools):
         system_parts.append(instruction)
-    conversation = _conversation(request)
+    conversation = _conversation(request, messages_param)
     if not conversation or conversation[-1].role != "user":
         raise OpenAIError(
             400,
             "The last message must be a user or tool message: Claude Code answers a user turn and cannot "
             "continue a prefilled assistant message.",
-            param="messages",
+            param=messages_param,
         )
     *history, prompt = conversation
     replay = None
@@ -124,29 +113,42 @@ def _chat_job(
     )
 
 
-def _system_texts(request: ChatCompletionCreateParams) -> list[str]:
+@dataclass(frozen=True)
+class _Place:
+    """Where a message is, for its errors' `param`: `messages[3].content` in a chat request; the client's own field
+    (`input`, `prompt`) alone when the messages were translated from another endpoint's, whose indices differ."""
+
+    field: str
+    index: int
+
+    def param(self, rest: str = "") -> str:
+        return f"{self.field}[{self.index}]{rest}" if self.field == "messages" else self.field
+
+
+def _system_texts(request: ChatCompletionCreateParams, field: str) -> list[str]:
     return [
-        _text(message.content, index)
+        _text(message.content, _Place(field, index))
         for index, message in enumerate(request.messages)
         if isinstance(message, ChatCompletionSystemMessageParam | ChatCompletionDeveloperMessageParam)
     ]
 
 
-def _conversation(request: ChatCompletionCreateParams) -> list[HistoryMessage]:
+def _conversation(request: ChatCompletionCreateParams, field: str) -> list[HistoryMessage]:
     """User and assistant turns as Anthropic messages: tool calls as tool_use, tool messages as tool_result."""
     conversation: list[HistoryMessage] = []
     legacy_calls: dict[str, str] = {}  # function name -> id of its latest legacy call
     for index, message in enumerate(request.messages):
+        at = _Place(field, index)
         match message:
             case ChatCompletionUserMessageParam():
-                role, blocks = "user", _blocks(message.content, index)
+                role, blocks = "user", _blocks(message.content, at)
             case ChatCompletionAssistantMessageParam():
-                role, blocks = "assistant", _blocks(message.content, index) + _tool_uses(message, index, legacy_calls)
+                role, blocks = "assistant", _blocks(message.content, at) + _tool_uses(message, at, legacy_calls)
             case ChatCompletionToolMessageParam():
-                role, blocks = "user", [_tool_result(message.tool_call_id, _blocks(message.content, index))]
+                role, blocks = "user", [_tool_result(message.tool_call_id, _blocks(message.content, at))]
             case ChatCompletionFunctionMessageParam():
                 call_id = legacy_calls.get(message.name) or _legacy_call_id(message.name)
-                role, blocks = "user", [_tool_result(call_id, _blocks(message.content, index))]
+                role, blocks = "user", [_tool_result(call_id, _blocks(message.content, at))]
             case _:
                 continue  # system and developer messages: the system prompt
         if not blocks:
@@ -161,17 +163,12 @@ def _conversation(request: ChatCompletionCreateParams) -> list[HistoryMessage]:
 
 
 def _tool_uses(
-    message: ChatCompletionAssistantMessageParam, index: int, legacy_calls: dict[str, str]
+    message: ChatCompletionAssistantMessageParam, at: _Place, legacy_calls: dict[str, str]
 ) -> list[ContentBlockParam]:
-    calls = [
-        (call.id, call.function, f"messages[{index}].tool_calls[{n}]")
-        for n, call in enumerate(message.tool_calls or ())
-    ]
+    calls = [(call.id, call.function, at.param(f".tool_calls[{n}]")) for n, call in enumerate(message.tool_calls or ())]
     if message.function_call is not None:
         legacy_calls[message.function_call.name] = _legacy_call_id(message.function_call.name)
-        calls.append(
-            (legacy_calls[message.function_call.name], message.function_call, f"messages[{index}].function_call")
-        )
+        calls.append((legacy_calls[message.function_call.name], message.function_call, at.param(".function_call")))
     return [
         {
             "type": "tool_use",
@@ -255,7 +252,7 @@ def _json_schema(request: ChatCompletionCreateParams) -> dict[str, Any] | None:
     return None
 
 
-def _blocks(content: MessageContent | None, index: int) -> list[ContentBlockParam]:
+def _blocks(content: MessageContent | None, at: _Place) -> list[ContentBlockParam]:
     """Content as Anthropic blocks, one per OpenAI part; blank text parts are dropped (the API refuses them)."""
     if content is None:
         return []
@@ -263,7 +260,7 @@ def _blocks(content: MessageContent | None, index: int) -> list[ContentBlockPara
         return [{"type": "text", "text": content}] if content.strip() else []
     blocks = []
     for part_index, part in enumerate(content):
-        param = f"messages[{index}].content[{part_index}]"
+        param = at.param(f".content[{part_index}]")
         match part:
             case ChatCompletionContentPartText(text=text) if text.strip():
                 blocks.append({"type": "text", "text": text})
@@ -278,11 +275,11 @@ def _blocks(content: MessageContent | None, index: int) -> list[ContentBlockPara
     return blocks
 
 
-def _text(content: MessageContent, index: int) -> str:
+def _text(content: MessageContent, at: _Place) -> str:
     """Text only (system and developer messages): Claude's system prompt cannot hold images."""
-    blocks = _blocks(content, index)
+    blocks = _blocks(content, at)
     if any(block["type"] != "text" for block in blocks):
-        raise OpenAIError(400, "System and developer messages can only hold text.", param=f"messages[{index}].content")
+        raise OpenAIError(400, "System and developer messages can only hold text.", param=at.param(".content"))
     return "\n".join(block["text"] for block in blocks)
 
 
