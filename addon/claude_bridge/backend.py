@@ -7,6 +7,7 @@ Only parked ids are served, so nothing else on the machine can drive the CLI thr
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import logging
@@ -77,7 +78,7 @@ class Head(NamedTuple):
         return {name.strip().lower(): value.strip() for name, _, value in (h.partition(":") for h in self.lines)}
 
 
-class Loopback[T]:
+class Loopback[T](abc.ABC):
     """A server on 127.0.0.1 that serves only what was parked with it, once, under an unguessable path.
 
     The work a parked item stands for is `_handle`'s; `stop` gives the connections `grace` seconds to end.
@@ -157,8 +158,9 @@ class Loopback[T]:
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
 
+    @abc.abstractmethod
     async def _handle(self, item: T, head: Head, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        raise NotImplementedError
+        """Answer the request parked as `item` (its head read, its body still in `reader`)."""
 
 
 async def read_head(reader: asyncio.StreamReader, timeout: float) -> Head | None:
