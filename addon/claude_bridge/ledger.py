@@ -17,7 +17,6 @@ import logging
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -123,7 +122,7 @@ class Entry:
         at: datetime.datetime,
     ) -> Entry:
         """The row for a finished request: `at` is when it ended, in the user's zone (it picks the day and month)."""
-        end = report.finished or time.monotonic()  # a client that left before the run wound down
+        timed = report.record()  # the same times as the log line's and the mitmweb comment's
         usage = report.usage
         return cls(
             at=at.timestamp(),
@@ -143,8 +142,8 @@ class Entry:
             cache_read_tokens=usage.cache_read_input_tokens,
             cache_write_tokens=usage.cache_creation_input_tokens,
             cost_usd=report.cost_usd,
-            first_token_ms=round((report.first_text - report.started) * 1000) if report.first_text else None,
-            total_ms=round((end - report.started) * 1000),
+            first_token_ms=timed.first_token_ms,
+            total_ms=timed.duration_ms,
         )
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -55,7 +54,7 @@ class RequestLine:
                 duration_ms=duration,
                 **census._asdict(),
             )
-        finished = report.finished or time.monotonic()  # still winding down when the client left
+        timed = report.record()  # the same times as the mitmweb comment's
         return cls(
             request.method,
             path,
@@ -63,8 +62,8 @@ class RequestLine:
             model,
             report.claude_model,
             report.outcome_text,
-            ttft_ms=round((report.first_text - report.started) * 1000) if report.first_text else None,
-            duration_ms=round((finished - report.started) * 1000),
+            ttft_ms=timed.first_token_ms,
+            duration_ms=timed.duration_ms,
             tokens_in=prompt_tokens(report.usage),
             tokens_cached=report.usage.cache_read_input_tokens,
             tokens_out=report.usage.output_tokens,
