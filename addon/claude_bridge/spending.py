@@ -76,11 +76,11 @@ class Spending:
     def finished(self, flow: http.HTTPFlow, model: str | None, report: TurnReport | None) -> None:
         """Count the request; write a run's row; a change in the plan's limits is logged and said in the comment."""
         status = flow.response.status_code if flow.response else None
-        self.metrics.observe(routes.label(flow.request), status or 0, report)  # 0: no answer reached the client
+        endpoint = routes.label(flow.request)
+        self.metrics.observe(endpoint, status or 0, report)  # 0: no answer reached the client
         if report is None:
             return
         if self.ledger is not None:
-            endpoint = routes.label(flow.request)
             app, stream = flow.metadata.get(APP, apps.UNKNOWN), bool(flow.metadata.get(STREAM))
             entry = Entry.of(
                 report, app=app, endpoint=endpoint, model=model, status=status, stream=stream, at=periods.now()
