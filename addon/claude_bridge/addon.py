@@ -6,13 +6,12 @@ to the backend, which streams the CLI's answer back.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
 import os
 import shutil
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from mitmproxy import ctx, exceptions, http, log
 
 from . import access, admission, apps, connections, destination, options, origins, redact, redirector, routes
 from .anthropic_leg import AnthropicLeg
+from .background import Background
 from .banner import banner
 from .body import request_body, too_large
 from .claude import rundir
@@ -55,7 +55,7 @@ class ClaudeBridge:
         self.jobs = Jobs(ModelMap.from_entries([]), self.runner, ResponseStore(capacity=1000))
         self.cli = CliCheck()
         self._running = False
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._background = Background()
         self._redirector: redirector.Watch | None = None
         self._log_filter: redact.LogFilter | None = None
         self.failure: str | None = None
@@ -78,15 +78,10 @@ class ClaudeBridge:
         if "claude_allow_api_key" in updated:
             _warn_of_billing_by_key()
         if "claude_bin" in updated and self._running:
-            self._background(self._check_cli())
+            self._background.start(self._check_cli())
 
     def _configure_runner(self) -> None:
         self.runner.configure(*_run_settings(ctx.options, self.leg.proxy))
-
-    def _background(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def running(self) -> None:
         if problem := _exposure_problem():
@@ -115,7 +110,7 @@ class ClaudeBridge:
         if plan is not None and plan.using_overage:
             logger.warning(overage_warning(ctx.options.bridge_refuse_overage))
         if ctx.options.claude_probe:
-            self._background(self._check_cli(version_known=True))
+            self._background.start(self._check_cli(version_known=True))
 
     def _stop(self, failure: str) -> None:
         self.failure = failure
@@ -126,9 +121,7 @@ class ClaudeBridge:
         if self._redirector is not None:
             # Left to mitmproxy, the redirector outlives it with its eBPF program attached for a while.
             await self._redirector.stop()
-        for task in self._tasks:
-            task.cancel()  # a compatibility check still going: it stops its CLIs as it ends
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._background.cancel()  # a compatibility check still going stops its CLIs as it ends
         await self.diversions.backend.stop()
         await self.runner.close()
         await self.diversions.drain()

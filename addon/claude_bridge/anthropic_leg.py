@@ -16,12 +16,11 @@ addon sees it and puts it back on the way out.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
 import ssl
-from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from mitmproxy.proxy import layer, layers, mode_specs
 from pydantic import BaseModel
 
 from . import backend, leg_relay
+from .background import Background
 from .claude import runner as claude_runner
 from .claude.invocation import TAG_HEADER, ApiProxy
 
@@ -100,7 +100,7 @@ class AnthropicLeg:
         self._decrypting = _DecryptingLayers()
         self._relay = leg_relay.Relay()
         self._running = False
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._background = Background()
 
     def configure(self, updated: set[str]) -> None:
         on = ctx.options.bridge_inspect_claude
@@ -114,7 +114,7 @@ class AnthropicLeg:
         if {"bridge_inspect_claude", "mode"} & updated:
             self._keep_listener(on)  # also when the modes are set anew (config.yaml read after the command line)
         if "bridge_inspect_claude" in updated and self._running:
-            self._background(self._open() if on else self._close())
+            self._background.start(self._open() if on else self._close())
 
     def _keep_listener(self, on: bool) -> None:
         others = [mode for mode in ctx.options.mode if mode != LEG_MODE]
@@ -130,6 +130,7 @@ class AnthropicLeg:
 
     async def done(self) -> None:
         self._running = False
+        await self._background.cancel()
         await self._relay.stop()
 
     async def _open(self) -> None:
@@ -157,11 +158,6 @@ class AnthropicLeg:
     async def _close(self) -> None:
         self.proxy = None
         self._settings_changed()
-
-    def _background(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     # The OpenAI side: a run is linked while the request's job runs, its links shown once it is answered.
 
